@@ -1,0 +1,44 @@
+"""The stored data and the domain rules that guard it: signing, counting, dedup, visibility."""
+
+from .database import activate, open_database, ping, tortoise_config
+from .demo import DEMO_SLUG, load_demo
+from .errors import Problem, RefusalCode, Refused
+from .petitions import (
+    create_petition,
+    find_petition,
+    update_petition,
+    visible_petitions,
+    with_status,
+)
+from .signing import Commented, Signed, add_comment, sign, signatures_after
+from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
+from .text import KEEP, public_name
+
+__all__ = [
+    "DEMO_SLUG",
+    "KEEP",
+    "Comment",
+    "CommentStatus",
+    "Commented",
+    "Petition",
+    "PetitionStatus",
+    "Problem",
+    "RefusalCode",
+    "Refused",
+    "Signature",
+    "Signed",
+    "activate",
+    "add_comment",
+    "create_petition",
+    "find_petition",
+    "load_demo",
+    "open_database",
+    "ping",
+    "public_name",
+    "sign",
+    "signatures_after",
+    "tortoise_config",
+    "update_petition",
+    "visible_petitions",
+    "with_status",
+]

@@ -1,0 +1,65 @@
+"""Opening the database: a Tortoise context of our own, made current wherever we run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tortoise import connections
+from tortoise.context import TortoiseContext, _current_context
+
+MODELS_MODULE = "models"
+
+
+def tortoise_config(database_url: str, *, pool_size: int = 10) -> dict[str, Any]:
+    """The Tortoise config for one database URL (`sqlite://…` or `postgres://…`)."""
+    connection: str | dict[str, Any] = database_url
+    if database_url.startswith(("postgres://", "postgresql://")):
+        from tortoise.backends.base.config_generator import expand_db_url
+
+        connection = expand_db_url(database_url)
+        connection["credentials"].setdefault("minsize", 1)
+        connection["credentials"]["maxsize"] = pool_size
+    return {
+        "connections": {"default": connection},
+        "apps": {"models": {"models": [MODELS_MODULE], "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+@asynccontextmanager
+async def open_database(
+    database_url: str, *, pool_size: int = 10, create_schema: bool = True
+) -> AsyncIterator[TortoiseContext]:
+    """Open the database for the duration of the block and make it current in this task.
+
+    Tortoise 1.x finds its connections through a context variable. A server's lifespan runs
+    in a task of its own, so requests must enter the context too: see `activate`.
+    """
+    context = TortoiseContext()
+    token = _current_context.set(context)
+    try:
+        await context.init(config=tortoise_config(database_url, pool_size=pool_size))
+        if create_schema:
+            await context.generate_schemas(safe=True)
+        yield context
+    finally:
+        await context.close_connections()
+        _current_context.reset(token)
+
+
+@asynccontextmanager
+async def activate(context: TortoiseContext) -> AsyncIterator[None]:
+    """Make `context` the current Tortoise context for the block (one request, say)."""
+    token = _current_context.set(context)
+    try:
+        yield
+    finally:
+        _current_context.reset(token)
+
+
+async def ping() -> None:
+    """Raise unless the database answers."""
+    await connections.get("default").execute_query("SELECT 1")

@@ -1,0 +1,76 @@
+"""The demo petition of the seed page, shipped as data with the project."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from .tables import Comment, CommentStatus, Petition, Signature
+
+DEMO_SLUG = "amazon-stop-facial-recognition"
+
+
+def demo_data() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("demo_petition.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def demo_signers(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """All signers, oldest first: made-up older ones, then the ten the seed page shows."""
+    total = data["petition"]["signature_count"]
+    newest = [tuple(name.split(" ", 1)) for name in reversed(data["newest_signers_newest_first"])]
+    firsts, lasts = data["older_first_names"], data["older_last_names"]
+    older = [(firsts[i % len(firsts)], lasts[(i * 7) % len(lasts)]) for i in range(total - len(newest))]
+    return older + newest  # type: ignore[operator]
+
+
+async def load_demo() -> Petition:
+    """Create the demo petition unless it is there already; return it either way."""
+    existing = await Petition.get_or_none(slug=DEMO_SLUG)
+    if existing is not None:
+        return existing
+    data = demo_data()
+    fields = {k: v for k, v in data["petition"].items() if k not in {"signature_count", "image_alt"}}
+    signers = demo_signers(data)
+    now = datetime.now(UTC)
+    started = now - timedelta(days=30)
+    async with in_transaction() as connection:
+        petition = await Petition.create(
+            **fields,
+            signature_count=len(signers),
+            comment_count=len(data["comments"]),
+            using_db=connection,
+        )
+        await Petition.filter(id=petition.id).using_db(connection).update(created_at=started)
+        step = (now - started) / (len(signers) + 1)
+        await Signature.bulk_create(
+            [
+                Signature(
+                    petition_id=petition.id,
+                    number=number,
+                    first_name=first,
+                    last_name=last,
+                    email=f"demo-signer-{number}@example.org",
+                    email_canonical=f"demo-signer-{number}@example.org",
+                    created_at=started + step * number,
+                )
+                for number, (first, last) in enumerate(signers, start=1)
+            ],
+            using_db=connection,
+        )
+        for index, comment in enumerate(data["comments"], start=1):
+            await Comment.create(
+                petition_id=petition.id,
+                author_name=comment["author_name"],
+                email=f"demo-commenter-{index}@example.org",
+                body=comment["body"],
+                status=CommentStatus.PUBLISHED,
+                created_at=started + timedelta(days=index),
+                using_db=connection,
+            )
+    return await Petition.get(id=petition.id)

@@ -1,0 +1,150 @@
+"""Petitions: who may see which, and how admins create and change them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+
+from subscriptions import CountChanged, Publisher
+
+from .errors import RefusalCode, Refused
+from .tables import Petition, PetitionStatus
+from .text import KEEP, Cleaner, changed, slugify
+
+
+def visible_petitions(*, admin: bool) -> QuerySet[Petition]:
+    """Drafts are for admins only."""
+    petitions = Petition.all()
+    return petitions if admin else petitions.exclude(status=PetitionStatus.DRAFT)
+
+
+def with_status(petitions: QuerySet[Petition], status: PetitionStatus) -> QuerySet[Petition]:
+    """Filter by the status callers see, in which a petition past `closes_at` is closed."""
+    now = datetime.now(UTC)
+    past_closing = Q(closes_at__isnull=False, closes_at__lte=now)
+    if status is PetitionStatus.OPEN:
+        return petitions.filter(Q(status=PetitionStatus.OPEN) & ~past_closing)
+    if status is PetitionStatus.CLOSED:
+        return petitions.filter(
+            Q(status=PetitionStatus.CLOSED) | (Q(status=PetitionStatus.OPEN) & past_closing)
+        )
+    return petitions.filter(status=status)
+
+
+async def find_petition(
+    *, admin: bool, petition_id: int | None = None, slug: str | None = None
+) -> Petition | None:
+    petitions = visible_petitions(admin=admin)
+    if petition_id is not None:
+        return await petitions.get_or_none(id=petition_id)
+    return await petitions.get_or_none(slug=slug)
+
+
+async def create_petition(
+    *,
+    title: str,
+    target: str,
+    goal: str,
+    body: str,
+    letter: str | None = None,
+    image_url: str | None = None,
+    image_credit: str | None = None,
+    slug: str | None = None,
+    signature_goal: int | None = None,
+    status: PetitionStatus = PetitionStatus.OPEN,
+    closes_at: datetime | None = None,
+) -> Petition:
+    clean = Cleaner()
+    values: dict[str, Any] = {
+        "title": clean.line("title", title),
+        "target": clean.line("target", target),
+        "goal": clean.line("goal", goal),
+        "body": clean.text("body", body),
+        "letter": clean.optional(clean.text, "letter", letter),
+        "image_url": clean.optional(clean.url, "image_url", image_url),
+        "image_credit": clean.optional(clean.line, "image_credit", image_credit),
+        "signature_goal": clean.positive("signature_goal", signature_goal),
+        "status": status,
+        "closes_at": closes_at,
+    }
+    given_slug = clean.optional(clean.slug, "slug", slug)
+    clean.done()
+    if given_slug is not None:
+        try:
+            return await Petition.create(slug=given_slug, **values)
+        except IntegrityError:
+            raise Refused.one(
+                RefusalCode.INVALID_INPUT, "That slug is taken by another petition.", "slug"
+            ) from None
+    base = slugify(values["title"])
+    for attempt in range(1, 1000):
+        candidate = base if attempt == 1 else f"{base[:90]}-{attempt}"
+        if await Petition.exists(slug=candidate):
+            continue
+        try:
+            return await Petition.create(slug=candidate, **values)
+        except IntegrityError:  # taken between the check and the insert: try the next one
+            continue
+    raise Refused.one(RefusalCode.INVALID_INPUT, "Give this petition a slug of its own.", "slug")
+
+
+async def update_petition(
+    petition_id: int,
+    *,
+    publisher: Publisher,
+    title: str | None = KEEP,
+    target: str | None = KEEP,
+    goal: str | None = KEEP,
+    body: str | None = KEEP,
+    letter: str | None = KEEP,
+    image_url: str | None = KEEP,
+    image_credit: str | None = KEEP,
+    signature_goal: int | None = KEEP,
+    status: PetitionStatus | None = KEEP,
+    closes_at: datetime | None = KEEP,
+) -> Petition:
+    """Change the given fields; `KEEP` (or null, for fields that cannot be empty) keeps one."""
+    petition = await Petition.get_or_none(id=petition_id)
+    if petition is None:
+        raise Refused.one(RefusalCode.NOT_FOUND, "No petition has that id.", "id")
+    clean = Cleaner()
+    required = {"title": title, "target": target, "goal": goal}
+    values: dict[str, Any] = {
+        name: clean.line(name, value)
+        for name, value in changed(required).items()
+        if value is not None
+    }
+    if body is not KEEP and body is not None:
+        values["body"] = clean.text("body", body)
+    if status is not KEEP and status is not None:
+        values["status"] = status
+    values |= changed(
+        {
+            "letter": letter if letter is KEEP else clean.optional(clean.text, "letter", letter),
+            "image_url": image_url
+            if image_url is KEEP
+            else clean.optional(clean.url, "image_url", image_url),
+            "image_credit": image_credit
+            if image_credit is KEEP
+            else clean.optional(clean.line, "image_credit", image_credit),
+            "signature_goal": signature_goal
+            if signature_goal is KEEP
+            else clean.positive("signature_goal", signature_goal),
+            "closes_at": closes_at,
+        }
+    )
+    clean.done()
+    goal_changed = "signature_goal" in values and values["signature_goal"] != petition.signature_goal
+    if values:
+        # Never write the counters from this (possibly stale) copy: update only what changed.
+        await Petition.filter(id=petition_id).update(**values)
+        await petition.refresh_from_db()
+    if goal_changed:
+        await publisher.publish(
+            CountChanged(petition.id, petition.signature_count, petition.signature_goal)
+        )
+    return petition

@@ -1,0 +1,150 @@
+"""Signing and commenting: the rules that keep counts exact and one signature per email."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from subscriptions import CommentAdded, Publisher, SignatureAdded
+
+from .errors import RefusalCode, Refused
+from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
+from .text import Cleaner, canonical_email, public_name
+
+
+@dataclass(frozen=True)
+class Signed:
+    signature: Signature
+    petition: Petition
+
+
+@dataclass(frozen=True)
+class Commented:
+    comment: Comment
+    petition: Petition
+
+
+async def _open_petition(petition_id: int) -> Petition:
+    petition = await Petition.get_or_none(id=petition_id)
+    if petition is None or petition.status is PetitionStatus.DRAFT:
+        raise Refused.one(RefusalCode.NOT_FOUND, "No petition has that id.", "petition_id")
+    if petition.effective_status is not PetitionStatus.OPEN:
+        raise Refused.one(
+            RefusalCode.PETITION_CLOSED, "This petition is closed.", "petition_id"
+        )
+    return petition
+
+
+async def sign(
+    petition_id: int,
+    *,
+    first_name: str,
+    last_name: str,
+    email: str,
+    country: str | None = None,
+    comment: str | None = None,
+    show_name: bool = True,
+    publisher: Publisher,
+) -> Signed:
+    """Add one signature, or refuse with every reason and store nothing.
+
+    The unique constraint on (petition, canonical email) is what stops a second signature,
+    however many arrive at once; the counter moves in the same transaction as the insert.
+    """
+    clean = Cleaner()
+    first_name = clean.line("first_name", first_name)
+    last_name = clean.line("last_name", last_name)
+    email = clean.email("email", email)
+    country = clean.optional(clean.country, "country", country)
+    comment = clean.optional(clean.text, "comment", comment)
+    clean.done()
+    petition = await _open_petition(petition_id)
+    try:
+        async with in_transaction() as connection:
+            # Taking the petition's row lock first numbers its signatures without gaps,
+            # in commit order.
+            await Petition.filter(id=petition_id).using_db(connection).update(
+                signature_count=F("signature_count") + 1
+            )
+            number = await (
+                Petition.filter(id=petition_id)
+                .using_db(connection)
+                .values_list("signature_count", flat=True)
+                .get()
+            )
+            signature = await Signature.create(
+                petition_id=petition_id,
+                number=number,
+                first_name=first_name,
+                last_name=last_name,
+                email=email,
+                email_canonical=canonical_email(email),
+                show_name=show_name,
+                country=country,
+                comment=comment,
+                using_db=connection,
+            )
+    except IntegrityError:
+        raise Refused.one(
+            RefusalCode.ALREADY_SIGNED, "This email has already signed this petition.", "email"
+        ) from None
+    petition.signature_count = int(number)  # type: ignore[call-overload]
+    await publisher.publish(
+        SignatureAdded(
+            petition_id=petition_id,
+            signature_count=petition.signature_count,
+            signature_goal=petition.signature_goal,
+            signature_id=signature.id,
+            number=signature.number,
+            name=public_name(first_name, last_name, show_name),
+            country=country,
+            comment=comment,
+            created_at=signature.created_at.isoformat(),
+        )
+    )
+    return Signed(signature, petition)
+
+
+async def add_comment(
+    petition_id: int, *, author_name: str, email: str, body: str, publisher: Publisher
+) -> Commented:
+    """Add a published comment to an open petition, counted in the same transaction."""
+    clean = Cleaner()
+    author_name = clean.line("author_name", author_name)
+    email = clean.email("email", email)
+    body = clean.text("body", body, limit="comment_body")
+    clean.done()
+    petition = await _open_petition(petition_id)
+    async with in_transaction() as connection:
+        comment = await Comment.create(
+            petition_id=petition_id,
+            author_name=author_name,
+            email=email,
+            body=body,
+            status=CommentStatus.PUBLISHED,
+            using_db=connection,
+        )
+        await Petition.filter(id=petition_id).using_db(connection).update(
+            comment_count=F("comment_count") + 1
+        )
+    await petition.refresh_from_db(fields=["comment_count", "signature_count"])
+    await publisher.publish(
+        CommentAdded(
+            petition_id=petition_id,
+            comment_id=comment.id,
+            author_name=author_name,
+            body=body,
+            created_at=comment.created_at.isoformat(),
+        )
+    )
+    return Commented(comment, petition)
+
+
+async def signatures_after(petition_id: int, number: int, *, up_to: int) -> list[Signature]:
+    """Signatures numbered (number, up_to], oldest first: to fill a gap in a live stream."""
+    return await Signature.filter(
+        petition_id=petition_id, number__gt=number, number__lte=up_to
+    ).order_by("number")

@@ -1,0 +1,154 @@
+"""Input rules shared by every text the service stores: trim, NFC, limits, no control characters."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from .errors import Problem, RefusalCode, Refused
+
+# Every text the service stores has a limit; these are the public ones, in characters.
+LIMITS = {
+    "title": 200,
+    "target": 200,
+    "goal": 500,
+    "body": 20_000,
+    "letter": 20_000,
+    "image_url": 2_000,
+    "image_credit": 200,
+    "slug": 100,
+    "first_name": 100,
+    "last_name": 100,
+    "author_name": 100,
+    "email": 254,
+    "comment": 2_000,
+    "comment_body": 5_000,
+}
+
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+class Cleaner:
+    """Collects every problem of one input instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def refuse(self, field: str, message: str) -> None:
+        self.problems.append(Problem(RefusalCode.INVALID_INPUT, message, field))
+
+    def line(self, field: str, value: str, *, limit: str | None = None) -> str:
+        """A single-line text: no line breaks, tabs or other control characters."""
+        return self._text(field, value, multiline=False, limit=limit)
+
+    def text(self, field: str, value: str, *, limit: str | None = None) -> str:
+        """A multi-line text: line breaks and tabs kept, `\\r\\n` folded to `\\n`."""
+        return self._text(field, value, multiline=True, limit=limit)
+
+    def optional(
+        self, clean: Callable[[str, str], str], field: str, value: str | None
+    ) -> str | None:
+        """Apply `clean` to a nullable value; an empty text reads as null."""
+        if value is None or not value.strip():
+            return None
+        return clean(field, value)
+
+    def _text(self, field: str, value: str, *, multiline: bool, limit: str | None) -> str:
+        text = unicodedata.normalize("NFC", value.replace("\r\n", "\n")).strip()
+        allowed = "\n\t" if multiline else ""
+        maximum = LIMITS[limit or field]
+        if not text:
+            self.refuse(field, f"{_label(field)} must not be empty.")
+        elif any(_is_control(ch) and ch not in allowed for ch in text):
+            kind = "control characters" if multiline else "line breaks or control characters"
+            self.refuse(field, f"{_label(field)} must not contain {kind}.")
+        elif len(text) > maximum:
+            self.refuse(field, f"{_label(field)} must be at most {maximum} characters.")
+        return text
+
+    def email(self, field: str, value: str) -> str:
+        text = self.line(field, value)
+        if self.problems and self.problems[-1].field == field:
+            return text
+        try:
+            return validate_email(text, check_deliverability=False).normalized
+        except EmailNotValidError:
+            self.refuse(field, "Enter a valid email address, like name@example.org.")
+            return text
+
+    def country(self, field: str, value: str) -> str:
+        text = self.line(field, value).upper()
+        if not _COUNTRY.match(text):
+            self.refuse(field, "Country must be a two-letter ISO 3166-1 code, like GB or US.")
+        return text
+
+    def slug(self, field: str, value: str) -> str:
+        text = self.line(field, value)
+        if text and not _SLUG.match(text):
+            self.refuse(field, "Slug may hold only lower-case letters, digits and single dashes.")
+        return text
+
+    def url(self, field: str, value: str) -> str:
+        text = self.line(field, value, limit=field)
+        if text and not re.match(r"^https?://[^\s/$.?#][^\s]*$", text, re.IGNORECASE):
+            self.refuse(field, "Image URL must be an http or https address.")
+        return text
+
+    def positive(self, field: str, value: int | None) -> int | None:
+        if value is not None and not 0 < value <= 2_000_000_000:
+            self.refuse(field, f"{_label(field)} must be a positive whole number.")
+        return value
+
+    def done(self) -> None:
+        """Raise `Refused` with every problem found, if any."""
+        if self.problems:
+            raise Refused(*self.problems)
+
+
+def canonical_email(email: str) -> str:
+    """The form two emails are compared in: case-insensitive, trimmed."""
+    return email.strip().lower()
+
+
+def slugify(title: str, limit: int = 80) -> str:
+    """A URL-safe slug from a title: ASCII letters and digits joined by single dashes."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_title.lower())
+    slug = "-".join(words)[:limit].rstrip("-")
+    return slug or "petition"
+
+
+def public_name(first_name: str, last_name: str, show_name: bool) -> str:
+    return f"{first_name} {last_name}" if show_name else "Anonymous"
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _is_control(ch: str) -> bool:
+    """C0/C1 controls, line and paragraph separators, and bidi overrides (spoofing)."""
+    return unicodedata.category(ch) in {"Cc", "Zl", "Zp"} or ch in _BIDI_CONTROLS
+
+
+def _label(field: str) -> str:
+    words = field.replace("_", " ")
+    return words[:1].upper() + words[1:]
+
+
+def changed(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop the entries whose value is the `KEEP` marker."""
+    return {k: v for k, v in values.items() if v is not KEEP}
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+"""Marks an update field that the caller did not give: the stored value stays."""

@@ -1,0 +1,31 @@
+"""What every resolver may use, injected per request (and per websocket connection)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+import strawberry
+from starlette.requests import HTTPConnection
+
+from subscriptions import Hub
+
+
+@dataclass
+class Context:
+    hub: Hub
+    admin: bool
+    connection: HTTPConnection
+
+
+Info = strawberry.Info[Context, None]
+
+
+def is_admin(connection: HTTPConnection, admin_token: str | None) -> bool:
+    """True when the request carries `Authorization: Bearer <admin token>` (constant time)."""
+    if not admin_token:
+        return False
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(token.strip().encode(), admin_token.encode())

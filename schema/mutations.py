@@ -1,0 +1,178 @@
+"""Writing: each resolver turns GraphQL input into one domain call and its result back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import strawberry
+
+import models
+from models import RefusalCode, Refused
+
+from .context import Info
+from .errors import UserError, user_error
+from .ids import parse_global_id
+from .inputs import AddCommentInput, CreatePetitionInput, SignPetitionInput, UpdatePetitionInput
+from .types import Comment, Petition, Signature
+
+T = TypeVar("T")
+
+
+@strawberry.type(description="The signature made, or why not.")
+class SignPetitionPayload:
+    signature: Signature | None = strawberry.field(description="The new signature.")
+    petition: Petition | None = strawberry.field(description="The petition, with its count.")
+    errors: list[UserError] = strawberry.field(description="Empty on success.")
+
+
+@strawberry.type(description="The comment made, or why not.")
+class AddCommentPayload:
+    comment: Comment | None = strawberry.field(description="The new comment.")
+    petition: Petition | None = strawberry.field(description="The petition.")
+    errors: list[UserError] = strawberry.field(description="Empty on success.")
+
+
+@strawberry.type(description="The petition created or changed, or why not.")
+class PetitionPayload:
+    petition: Petition | None = strawberry.field(description="The petition.")
+    errors: list[UserError] = strawberry.field(description="Empty on success.")
+
+
+class _BadId(Exception):
+    def __init__(self, error: UserError) -> None:
+        self.error = error
+
+
+def petition_pk(value: str, field: str) -> int:
+    """The primary key in a petition's global ID, or `_BadId` with the contract's error."""
+    parsed = parse_global_id(value)
+    if parsed is None:
+        raise _BadId(user_error(RefusalCode.INVALID_INPUT, "That is not a valid ID.", field))
+    type_name, pk = parsed
+    if type_name != "Petition":
+        raise _BadId(user_error(RefusalCode.NOT_FOUND, "No petition has that id.", field))
+    return pk
+
+
+async def attempt(call: Awaitable[T]) -> tuple[T | None, list[UserError]]:
+    try:
+        return await call, []
+    except Refused as refused:
+        return None, [UserError.from_problem(problem) for problem in refused.problems]
+
+
+def unauthorized() -> list[UserError]:
+    return [user_error(RefusalCode.UNAUTHORIZED, "Only admins may do this.")]
+
+
+def given(value: Any) -> Any:
+    return models.KEEP if value is strawberry.UNSET else value
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Sign a petition: one signature per email per petition.")
+    async def sign_petition(self, info: Info, input: SignPetitionInput) -> SignPetitionPayload:
+        try:
+            pk = petition_pk(input.petition_id, "petitionId")
+        except _BadId as bad:
+            return SignPetitionPayload(signature=None, petition=None, errors=[bad.error])
+        signed, errors = await attempt(
+            models.sign(
+                pk,
+                first_name=input.first_name,
+                last_name=input.last_name,
+                email=input.email,
+                country=input.country,
+                comment=input.comment,
+                show_name=input.show_name is not False,
+                publisher=info.context.hub,
+            )
+        )
+        if signed is None:
+            petition = await models.find_petition(admin=info.context.admin, petition_id=pk)
+            return SignPetitionPayload(
+                signature=None,
+                petition=Petition.from_row(petition) if petition else None,
+                errors=errors,
+            )
+        return SignPetitionPayload(
+            signature=Signature.from_row(signed.signature),
+            petition=Petition.from_row(signed.petition),
+            errors=[],
+        )
+
+    @strawberry.mutation(description="Comment on an open petition.")
+    async def add_comment(self, info: Info, input: AddCommentInput) -> AddCommentPayload:
+        try:
+            pk = petition_pk(input.petition_id, "petitionId")
+        except _BadId as bad:
+            return AddCommentPayload(comment=None, petition=None, errors=[bad.error])
+        commented, errors = await attempt(
+            models.add_comment(
+                pk,
+                author_name=input.author_name,
+                email=input.email,
+                body=input.body,
+                publisher=info.context.hub,
+            )
+        )
+        if commented is None:
+            return AddCommentPayload(comment=None, petition=None, errors=errors)
+        return AddCommentPayload(
+            comment=Comment.from_row(commented.comment),
+            petition=Petition.from_row(commented.petition),
+            errors=[],
+        )
+
+    @strawberry.mutation(description="Create a petition (admins only).")
+    async def create_petition(self, info: Info, input: CreatePetitionInput) -> PetitionPayload:
+        if not info.context.admin:
+            return PetitionPayload(petition=None, errors=unauthorized())
+        petition, errors = await attempt(
+            models.create_petition(
+                title=input.title,
+                target=input.target,
+                goal=input.goal,
+                body=input.body,
+                letter=input.letter,
+                image_url=input.image_url,
+                image_credit=input.image_credit,
+                slug=input.slug,
+                signature_goal=input.signature_goal,
+                status=input.status or models.PetitionStatus.OPEN,
+                closes_at=input.closes_at,
+            )
+        )
+        return PetitionPayload(
+            petition=Petition.from_row(petition) if petition else None, errors=errors
+        )
+
+    @strawberry.mutation(description="Change a petition (admins only).")
+    async def update_petition(self, info: Info, input: UpdatePetitionInput) -> PetitionPayload:
+        if not info.context.admin:
+            return PetitionPayload(petition=None, errors=unauthorized())
+        try:
+            pk = petition_pk(input.id, "id")
+        except _BadId as bad:
+            return PetitionPayload(petition=None, errors=[bad.error])
+        petition, errors = await attempt(
+            models.update_petition(
+                pk,
+                publisher=info.context.hub,
+                title=given(input.title),
+                target=given(input.target),
+                goal=given(input.goal),
+                body=given(input.body),
+                letter=given(input.letter),
+                image_url=given(input.image_url),
+                image_credit=given(input.image_credit),
+                signature_goal=given(input.signature_goal),
+                status=given(input.status),
+                closes_at=given(input.closes_at),
+            )
+        )
+        return PetitionPayload(
+            petition=Petition.from_row(petition) if petition else None, errors=errors
+        )

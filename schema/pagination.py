@@ -1,0 +1,100 @@
+"""Keyset pagination for Relay connections: cursors hold a sort key, never an offset, so
+paging from a cursor neither repeats nor skips an item while new ones arrive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import strawberry
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from .errors import PublicError
+from .ids import parse_cursor
+
+DEFAULT_PAGE = 10
+MAX_PAGE = 100
+
+M = TypeVar("M", bound=Model)
+
+
+@strawberry.type(description="Where a page sits in its list.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="More items follow this page.")
+    has_previous_page: bool = strawberry.field(description="More items precede this page.")
+    start_cursor: str | None = strawberry.field(description="The cursor of the first item.")
+    end_cursor: str | None = strawberry.field(description="The cursor of the last item.")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The page a client asked for: `size` items after `after` (or before `before`)."""
+
+    forward: bool
+    size: int
+    after: int | None
+    before: int | None
+
+    @classmethod
+    def parse(
+        cls,
+        kind: str,
+        first: int | None,
+        after: str | None,
+        last: int | None,
+        before: str | None,
+    ) -> Window:
+        if first is not None and last is not None:
+            raise PublicError("Pass either `first` or `last`, not both.")
+        for name, value in (("first", first), ("last", last)):
+            if value is not None and not 0 <= value <= MAX_PAGE:
+                raise PublicError(f"`{name}` must be between 0 and {MAX_PAGE}.")
+        return cls(
+            forward=last is None,
+            size=last if last is not None else first if first is not None else DEFAULT_PAGE,
+            after=_position(kind, "after", after),
+            before=_position(kind, "before", before),
+        )
+
+
+def _position(kind: str, name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    position = parse_cursor(kind, value)
+    if position is None:
+        raise PublicError(f"`{name}` is not a cursor of this list.")
+    return position
+
+
+@dataclass(frozen=True)
+class Page(Generic[M]):
+    items: list[M]
+    has_next: bool
+    has_previous: bool
+
+
+async def keyset_page(
+    items: QuerySet[M], key: str, window: Window, *, descending: bool
+) -> Page[M]:
+    """One page of `items` ordered by the unique integer `key`; one extra row tells if more
+    follow."""
+    later, earlier = ("lt", "gt") if descending else ("gt", "lt")
+    bounded = items
+    if window.after is not None:
+        bounded = bounded.filter(**{f"{key}__{later}": window.after})
+    if window.before is not None:
+        bounded = bounded.filter(**{f"{key}__{earlier}": window.before})
+    order = f"-{key}" if descending == window.forward else key
+    rows = list(await bounded.order_by(order).limit(window.size + 1))
+    more = len(rows) > window.size
+    rows = rows[: window.size]
+    if window.forward:
+        beyond = window.after is not None and await items.filter(
+            **{f"{key}__{earlier}e": window.after}
+        ).exists()
+        return Page(rows, has_next=more, has_previous=beyond)
+    beyond = window.before is not None and await items.filter(
+        **{f"{key}__{later}e": window.before}
+    ).exists()
+    return Page(rows[::-1], has_next=beyond, has_previous=more)

@@ -1,0 +1,94 @@
+"""Reading: a petition by slug or id, any node by global ID, and the list of petitions."""
+
+from __future__ import annotations
+
+import strawberry
+
+import models
+
+from .context import Info
+from .errors import PublicError
+from .ids import cursor, parse_global_id
+from .pagination import Window, keyset_page
+from .types import (
+    Comment,
+    Node,
+    Petition,
+    PetitionConnection,
+    PetitionEdge,
+    PetitionStatus,
+    Signature,
+    page_info,
+)
+
+
+async def resolve_node(info: Info, id: str) -> Node | None:
+    """The visible object behind a global ID, or None for an ID that does not decode."""
+    parsed = parse_global_id(id)
+    if parsed is None:
+        return None
+    type_name, pk = parsed
+    admin = info.context.admin
+    if type_name == "Petition":
+        petition = await models.find_petition(admin=admin, petition_id=pk)
+        return Petition.from_row(petition) if petition else None
+    if type_name == "Signature":
+        signature = await models.Signature.get_or_none(id=pk).select_related("petition")
+        if signature and (admin or signature.petition.status != models.PetitionStatus.DRAFT):
+            return Signature.from_row(signature)
+        return None
+    if type_name == "Comment":
+        comment = await models.Comment.get_or_none(
+            id=pk, status=models.CommentStatus.PUBLISHED
+        ).select_related("petition")
+        if comment and (admin or comment.petition.status != models.PetitionStatus.DRAFT):
+            return Comment.from_row(comment)
+    return None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any object by its global ID; null if nothing visible has it.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return await resolve_node(info, id)
+
+    @strawberry.field(description="One petition, by `slug` or by `id` (give exactly one).")
+    async def petition(
+        self, info: Info, id: strawberry.ID | None = None, slug: str | None = None
+    ) -> Petition | None:
+        if (id is None) == (slug is None):
+            raise PublicError("Give the petition's `id` or its `slug`, exactly one of them.")
+        admin = info.context.admin
+        if id is not None:
+            parsed = parse_global_id(id)
+            if parsed is None or parsed[0] != "Petition":
+                return None
+            row = await models.find_petition(admin=admin, petition_id=parsed[1])
+        else:
+            row = await models.find_petition(admin=admin, slug=slug)
+        return Petition.from_row(row) if row else None
+
+    @strawberry.field(description="Petitions the caller may see, newest first.")
+    async def petitions(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        status: PetitionStatus | None = None,
+    ) -> PetitionConnection:
+        window = Window.parse("petition", first, after, last, before)
+        rows = models.visible_petitions(admin=info.context.admin)
+        if status is not None:
+            rows = models.with_status(rows, status)
+        page = await keyset_page(rows, "id", window, descending=True)
+        cursors = [cursor("petition", row.id) for row in page.items]
+        return PetitionConnection(
+            edges=[
+                PetitionEdge(cursor=c, node=Petition.from_row(row))
+                for c, row in zip(cursors, page.items, strict=True)
+            ],
+            page_info=page_info(page, cursors),
+            total_count=await rows.count(),
+        )

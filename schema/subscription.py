@@ -1,0 +1,98 @@
+"""Live updates: each subscription listens to its petition's channel through the hub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+import models
+from subscriptions import CommentAdded, CountChanged, FellBehind, SignatureAdded
+
+from .context import Info
+from .errors import PublicError
+from .ids import global_id, parse_global_id
+from .types import Comment, Signature, SignatureCountUpdate
+
+
+async def _live_petition(info: Info, petition_id: str) -> models.Petition:
+    parsed = parse_global_id(petition_id)
+    petition = None
+    if parsed is not None and parsed[0] == "Petition":
+        petition = await models.find_petition(admin=info.context.admin, petition_id=parsed[1])
+    if petition is None:
+        raise PublicError("No petition has that id.")
+    return petition
+
+
+def _count_update(petition_id: int, count: int, goal: int | None) -> SignatureCountUpdate:
+    return SignatureCountUpdate(
+        petition_id=global_id("Petition", petition_id), signature_count=count, signature_goal=goal
+    )
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="The petition's count now, then on every change (bursts may coalesce; the "
+        "latest count arrives within a second)."
+    )
+    async def signature_count(
+        self, info: Info, petition_id: strawberry.ID
+    ) -> AsyncGenerator[SignatureCountUpdate, None]:
+        petition = await _live_petition(info, petition_id)
+        hub = info.context.hub
+        async with hub.listen(petition.id, {"count", "signature"}, latest_only=True) as listener:
+            await petition.refresh_from_db(fields=["signature_count", "signature_goal"])
+            count, goal = petition.signature_count, petition.signature_goal
+            yield _count_update(petition.id, count, goal)
+            async for event in listener:
+                assert isinstance(event, CountChanged | SignatureAdded)
+                # Signature counts only grow, so an older event arriving late is dropped;
+                # a goal change comes with the count as it then was.
+                if event.signature_count > count or (
+                    isinstance(event, CountChanged) and event.signature_goal != goal
+                ):
+                    count = max(count, event.signature_count)
+                    goal = event.signature_goal
+                    yield _count_update(petition.id, count, goal)
+
+    @strawberry.subscription(
+        description="Every new signature of the petition, once each, in the order they were made."
+    )
+    async def signature_added(
+        self, info: Info, petition_id: strawberry.ID
+    ) -> AsyncGenerator[Signature, None]:
+        petition = await _live_petition(info, petition_id)
+        async with info.context.hub.listen(petition.id, {"signature"}) as listener:
+            await petition.refresh_from_db(fields=["signature_count"])
+            delivered = petition.signature_count
+            try:
+                async for event in listener:
+                    assert isinstance(event, SignatureAdded)
+                    if event.number <= delivered:
+                        continue  # already sent (or older than this subscription)
+                    if event.number > delivered + 1:
+                        # Events were missed or arrived out of order between processes:
+                        # the database holds every signature up to this one, numbered.
+                        for row in await models.signatures_after(
+                            petition.id, delivered, up_to=event.number - 1
+                        ):
+                            yield Signature.from_row(row)
+                    yield Signature.from_event(event)
+                    delivered = event.number
+            except FellBehind as error:
+                raise PublicError(str(error)) from None
+
+    @strawberry.subscription(description="Every comment published on the petition from now on.")
+    async def comment_added(
+        self, info: Info, petition_id: strawberry.ID
+    ) -> AsyncGenerator[Comment, None]:
+        petition = await _live_petition(info, petition_id)
+        async with info.context.hub.listen(petition.id, {"comment"}) as listener:
+            try:
+                async for event in listener:
+                    assert isinstance(event, CommentAdded)
+                    yield Comment.from_event(event)
+            except FellBehind as error:
+                raise PublicError(str(error)) from None

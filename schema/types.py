@@ -1,0 +1,217 @@
+"""The GraphQL object types, built from stored rows (or from events, for subscriptions)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+import models
+from subscriptions import CommentAdded, SignatureAdded
+
+from .context import Info
+from .ids import cursor, global_id
+from .pagination import PageInfo, Page, Window, keyset_page
+
+PetitionStatus = strawberry.enum(
+    models.PetitionStatus,
+    description="DRAFT: seen by admins only. OPEN: takes signatures. CLOSED: read only.",
+)
+
+
+@strawberry.interface(description="An object with a global ID that `node(id:)` resolves.")
+class Node:
+    id: strawberry.ID = strawberry.field(description="The object's opaque global ID.")
+
+
+@strawberry.type(description="One person's signature, showing only public fields.")
+class Signature(Node):
+    name: str = strawberry.field(description='"First Last", or "Anonymous" if hidden.')
+    country: str | None = strawberry.field(description="ISO 3166-1 alpha-2 code, upper-case.")
+    comment: str | None = strawberry.field(description="Why they signed, if they said.")
+    created_at: datetime = strawberry.field(description="When it was signed.")
+
+    @classmethod
+    def from_row(cls, row: models.Signature) -> Signature:
+        return cls(
+            id=global_id("Signature", row.id),
+            name=models.public_name(row.first_name, row.last_name, row.show_name),
+            country=row.country,
+            comment=row.comment,
+            created_at=row.created_at,
+        )
+
+    @classmethod
+    def from_event(cls, event: SignatureAdded) -> Signature:
+        return cls(
+            id=global_id("Signature", event.signature_id),
+            name=event.name,
+            country=event.country,
+            comment=event.comment,
+            created_at=datetime.fromisoformat(event.created_at),
+        )
+
+
+@strawberry.type(description="A published comment on a petition.")
+class Comment(Node):
+    author_name: str = strawberry.field(description="The name the author gave.")
+    body: str = strawberry.field(description="The comment; line breaks kept.")
+    created_at: datetime = strawberry.field(description="When it was posted.")
+
+    @classmethod
+    def from_row(cls, row: models.Comment) -> Comment:
+        return cls(
+            id=global_id("Comment", row.id),
+            author_name=row.author_name,
+            body=row.body,
+            created_at=row.created_at,
+        )
+
+    @classmethod
+    def from_event(cls, event: CommentAdded) -> Comment:
+        return cls(
+            id=global_id("Comment", event.comment_id),
+            author_name=event.author_name,
+            body=event.body,
+            created_at=datetime.fromisoformat(event.created_at),
+        )
+
+
+@strawberry.type(description="A signature and its cursor.")
+class SignatureEdge:
+    cursor: str = strawberry.field(description="Where this signature sits in the list.")
+    node: Signature = strawberry.field(description="The signature.")
+
+
+@strawberry.type(description="Signatures, newest first.")
+class SignatureConnection:
+    edges: list[SignatureEdge] = strawberry.field(description="This page of signatures.")
+    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+    total_count: int = strawberry.field(description="All signatures: the `signatureCount`.")
+
+
+@strawberry.type(description="A comment and its cursor.")
+class CommentEdge:
+    cursor: str = strawberry.field(description="Where this comment sits in the list.")
+    node: Comment = strawberry.field(description="The comment.")
+
+
+@strawberry.type(description="Published comments, oldest first, as a conversation reads.")
+class CommentConnection:
+    edges: list[CommentEdge] = strawberry.field(description="This page of comments.")
+    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+    total_count: int = strawberry.field(description="All published comments.")
+
+
+def page_info(page: Page[models.Signature] | Page[models.Comment] | Page[models.Petition],
+              cursors: list[str]) -> PageInfo:
+    return PageInfo(
+        has_next_page=page.has_next,
+        has_previous_page=page.has_previous,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+    )
+
+
+@strawberry.type(description="A petition: what it asks, of whom, and how many have signed.")
+class Petition(Node):
+    slug: str = strawberry.field(description="Unique, URL-safe name, derived from the title.")
+    title: str = strawberry.field(description="The headline.")
+    target: str = strawberry.field(description="Who the petition asks.")
+    goal: str = strawberry.field(description="What it asks for, in a sentence.")
+    body: str = strawberry.field(description="The case, in paragraphs.")
+    letter: str | None = strawberry.field(description="The letter sent to the target.")
+    image_url: str | None = strawberry.field(description="An http(s) URL of its image.")
+    image_credit: str | None = strawberry.field(description="Who to credit for the image.")
+    status: PetitionStatus = strawberry.field(
+        description="OPEN until closed or past `closesAt`; DRAFT only for admins."
+    )
+    signature_goal: int | None = strawberry.field(description="The count it aims for.")
+    signature_count: int = strawberry.field(description="Exact number of signatures.")
+    comment_count: int = strawberry.field(description="Number of published comments.")
+    created_at: datetime = strawberry.field(description="When it was created.")
+    closes_at: datetime | None = strawberry.field(description="When it stops taking signatures.")
+    pk: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: models.Petition) -> Petition:
+        return cls(
+            id=global_id("Petition", row.id),
+            slug=row.slug,
+            title=row.title,
+            target=row.target,
+            goal=row.goal,
+            body=row.body,
+            letter=row.letter,
+            image_url=row.image_url,
+            image_credit=row.image_credit,
+            status=row.effective_status,
+            signature_goal=row.signature_goal,
+            signature_count=row.signature_count,
+            comment_count=row.comment_count,
+            created_at=row.created_at,
+            closes_at=row.closes_at,
+            pk=row.id,
+        )
+
+    @strawberry.field(description="Its signatures, newest first.")
+    async def signatures(
+        self,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> SignatureConnection:
+        window = Window.parse("signature", first, after, last, before)
+        rows = models.Signature.filter(petition_id=self.pk)
+        page = await keyset_page(rows, "number", window, descending=True)
+        cursors = [cursor("signature", row.number) for row in page.items]
+        return SignatureConnection(
+            edges=[
+                SignatureEdge(cursor=c, node=Signature.from_row(row))
+                for c, row in zip(cursors, page.items, strict=True)
+            ],
+            page_info=page_info(page, cursors),
+            total_count=self.signature_count,
+        )
+
+    @strawberry.field(description="Its published comments, oldest first.")
+    async def comments(
+        self,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> CommentConnection:
+        window = Window.parse("comment", first, after, last, before)
+        rows = models.Comment.filter(petition_id=self.pk, status=models.CommentStatus.PUBLISHED)
+        page = await keyset_page(rows, "id", window, descending=False)
+        cursors = [cursor("comment", row.id) for row in page.items]
+        return CommentConnection(
+            edges=[
+                CommentEdge(cursor=c, node=Comment.from_row(row))
+                for c, row in zip(cursors, page.items, strict=True)
+            ],
+            page_info=page_info(page, cursors),
+            total_count=self.comment_count,
+        )
+
+
+@strawberry.type(description="A petition and its cursor.")
+class PetitionEdge:
+    cursor: str = strawberry.field(description="Where this petition sits in the list.")
+    node: Petition = strawberry.field(description="The petition.")
+
+
+@strawberry.type(description="Petitions, newest first.")
+class PetitionConnection:
+    edges: list[PetitionEdge] = strawberry.field(description="This page of petitions.")
+    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+    total_count: int = strawberry.field(description="All petitions the caller may see.")
+
+
+@strawberry.type(description="A petition's live count, sent on subscribe and on every change.")
+class SignatureCountUpdate:
+    petition_id: strawberry.ID = strawberry.field(description="The petition's global ID.")
+    signature_count: int = strawberry.field(description="Exact number of signatures.")
+    signature_goal: int | None = strawberry.field(description="The count it aims for.")

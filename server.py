@@ -1,0 +1,194 @@
+"""Settings, lifespan, routes, the ASGI `app`, and the `petitions` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from tortoise.context import TortoiseContext
+
+import models
+from schema import Context, is_admin, make_schema
+from subscriptions import Hub
+
+log = logging.getLogger("petitions")
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, read once at start."""
+
+    database_url: str = "sqlite://petitions.sqlite3"
+    broadcast_url: str = "memory://"
+    admin_token: str | None = None
+    allowed_origins: tuple[str, ...] = ("*",)
+    introspection: bool = True
+    db_pool_size: int = 10
+    subscriber_buffer: int = 1000
+    ws_compression: bool = False
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        default = cls()
+        origins = env.get("PETITIONS_ALLOWED_ORIGINS", ",".join(default.allowed_origins))
+        return cls(
+            database_url=env.get("PETITIONS_DATABASE_URL") or default.database_url,
+            broadcast_url=env.get("PETITIONS_BROADCAST_URL") or default.broadcast_url,
+            admin_token=env.get("PETITIONS_ADMIN_TOKEN") or None,
+            allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            introspection=_flag(env.get("PETITIONS_INTROSPECTION", "true")),
+            db_pool_size=int(env.get("PETITIONS_DB_POOL_SIZE", default.db_pool_size)),
+            subscriber_buffer=int(
+                env.get("PETITIONS_SUBSCRIBER_BUFFER", default.subscriber_buffer)
+            ),
+            ws_compression=_flag(env.get("PETITIONS_WS_COMPRESSION", "false")),
+        )
+
+
+class State(TypedDict):
+    database: TortoiseContext
+    hub: Hub
+    settings: Settings
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    """Strawberry's ASGI app, with our context built from the lifespan state."""
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Any
+    ) -> Context:
+        state = request.state
+        return Context(
+            hub=state.hub,
+            admin=is_admin(request, state.settings.admin_token),
+            connection=request,
+        )
+
+
+class DatabaseContext:
+    """Enter the lifespan's Tortoise context in every request: Tortoise 1.x finds its
+    connections through a context variable, which does not cross into request tasks."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+        async with models.activate(scope["state"]["database"]):
+            await self.app(scope, receive, send)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    checks = {"database": True, "broadcast": request.state.hub.healthy}
+    try:
+        await asyncio.wait_for(models.ping(), timeout=2)
+    except Exception:
+        checks["database"] = False
+    ok = all(checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The whole service as one ASGI app."""
+    settings = settings or Settings.from_env()
+    graphql = GraphQLApp(
+        make_schema(introspection=settings.introspection),
+        allowed_origins=settings.allowed_origins,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        async with models.open_database(
+            settings.database_url, pool_size=settings.db_pool_size
+        ) as database:
+            hub = Hub(settings.broadcast_url, capacity=settings.subscriber_buffer)
+            await hub.connect()
+            try:
+                yield {"database": database, "hub": hub, "settings": settings}
+            finally:
+                await hub.disconnect()
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+        ],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.allowed_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=600,
+            ),
+            Middleware(DatabaseContext),
+        ],
+        lifespan=lifespan,
+    )
+
+
+app = create_app()
+
+
+async def _load_demo(settings: Settings) -> models.Petition:
+    async with models.open_database(settings.database_url, pool_size=2):
+        return await models.load_demo()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`petitions serve [--host] [--port] [--demo]` and `petitions demo`."""
+    parser = argparse.ArgumentParser(prog="petitions", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the GraphQL API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--demo", action="store_true", help="load the demo petition first")
+    commands.add_parser("demo", help="load the demo petition and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+
+    if args.command == "demo" or args.demo:
+        petition = asyncio.run(_load_demo(settings))
+        print(f"demo petition: /{petition.slug} ({petition.signature_count} signatures)")
+        if args.command == "demo":
+            return 0
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        ws_per_message_deflate=settings.ws_compression,
+        log_level="info",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
