@@ -47,6 +47,7 @@ class Settings:
     db_pool_size: int = 10
     subscriber_buffer: int = 1000
     ws_compression: bool = False
+    channel_prefix: str = "petitions"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -64,6 +65,7 @@ class Settings:
                 env.get("PETITIONS_SUBSCRIBER_BUFFER", default.subscriber_buffer)
             ),
             ws_compression=_flag(env.get("PETITIONS_WS_COMPRESSION", "false")),
+            channel_prefix=env.get("PETITIONS_CHANNEL_PREFIX") or default.channel_prefix,
         )
 
 
@@ -127,7 +129,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with models.open_database(
             settings.database_url, pool_size=settings.db_pool_size
         ) as database:
-            hub = Hub(settings.broadcast_url, capacity=settings.subscriber_buffer)
+            hub = Hub(
+                settings.broadcast_url,
+                capacity=settings.subscriber_buffer,
+                prefix=settings.channel_prefix,
+            )
             await hub.connect()
             try:
                 yield {"database": database, "hub": hub, "settings": settings}

@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from tortoise import connections
-from tortoise.context import TortoiseContext, _current_context
+from tortoise.context import TortoiseContext, _current_context, require_context
 
 MODELS_MODULE = "models"
 
@@ -15,15 +14,19 @@ MODELS_MODULE = "models"
 def tortoise_config(database_url: str, *, pool_size: int = 10) -> dict[str, Any]:
     """The Tortoise config for one database URL (`sqlite://…` or `postgres://…`)."""
     connection: str | dict[str, Any] = database_url
+    # Tortoise caches its SQL per connection name, across contexts: naming the connection
+    # after its dialect keeps a SQLite and a PostgreSQL database apart in one process (tests).
+    name = "sqlite"
     if database_url.startswith(("postgres://", "postgresql://")):
+        name = "postgres"
         from tortoise.backends.base.config_generator import expand_db_url
 
         connection = expand_db_url(database_url)
         connection["credentials"].setdefault("minsize", 1)
         connection["credentials"]["maxsize"] = pool_size
     return {
-        "connections": {"default": connection},
-        "apps": {"models": {"models": [MODELS_MODULE], "default_connection": "default"}},
+        "connections": {name: connection},
+        "apps": {"models": {"models": [MODELS_MODULE], "default_connection": name}},
         "use_tz": True,
         "timezone": "UTC",
     }
@@ -62,4 +65,4 @@ async def activate(context: TortoiseContext) -> AsyncIterator[None]:
 
 async def ping() -> None:
     """Raise unless the database answers."""
-    await connections.get("default").execute_query("SELECT 1")
+    await require_context().db().execute_query("SELECT 1")

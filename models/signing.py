@@ -69,11 +69,10 @@ async def sign(
             await Petition.filter(id=petition_id).using_db(connection).update(
                 signature_count=F("signature_count") + 1
             )
-            number = await (
+            [number] = await (
                 Petition.filter(id=petition_id)
                 .using_db(connection)
                 .values_list("signature_count", flat=True)
-                .get()
             )
             signature = await Signature.create(
                 petition_id=petition_id,
@@ -91,7 +90,7 @@ async def sign(
         raise Refused.one(
             RefusalCode.ALREADY_SIGNED, "This email has already signed this petition.", "email"
         ) from None
-    petition.signature_count = int(number)  # type: ignore[call-overload]
+    petition.signature_count = signature.number
     await publisher.publish(
         SignatureAdded(
             petition_id=petition_id,

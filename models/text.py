@@ -27,6 +27,7 @@ LIMITS = {
     "email": 254,
     "comment": 2_000,
     "comment_body": 5_000,
+    "country": 16,
 }
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

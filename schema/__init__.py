@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import strawberry
 from strawberry.extensions import (
     DisableIntrospection,
@@ -21,13 +23,13 @@ from .types import Comment, Node, Petition, Signature
 
 def make_schema(*, introspection: bool = True) -> strawberry.Schema:
     """The schema, with errors masked and parsing and validation cached."""
-    extensions: list[SchemaExtension | type[SchemaExtension]] = [
-        MaskErrors(should_mask_error=should_mask, error_message="Internal server error."),
-        ParserCache(maxsize=1000),
-        ValidationCache(maxsize=1000),
+    extensions: list[Callable[[], SchemaExtension]] = [
+        lambda: MaskErrors(should_mask_error=should_mask, error_message="Internal server error."),
+        lambda: ParserCache(maxsize=1000),
+        lambda: ValidationCache(maxsize=1000),
     ]
     if not introspection:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,

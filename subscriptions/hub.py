@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from broadcaster import Broadcast
 
-from .channels import petition_channel
+from .channels import DEFAULT_PREFIX, petition_channel
 from .events import Event, decode, encode
 
 log = logging.getLogger("petitions.subscriptions")
@@ -78,9 +78,10 @@ class _Channel:
 class Hub:
     """Publishes events to every process and delivers them to this process's listeners."""
 
-    def __init__(self, url: str, *, capacity: int = 1000) -> None:
+    def __init__(self, url: str, *, capacity: int = 1000, prefix: str = DEFAULT_PREFIX) -> None:
         self.url = url
         self.capacity = capacity
+        self.prefix = prefix
         self._broadcast = Broadcast(url)
         self._channels: dict[str, _Channel] = {}
         self._connected = False
@@ -106,7 +107,7 @@ class Hub:
         """Send `event` to every process. Never raises: the change is already committed, and
         subscribers repair a missed event from the database on the next one."""
         try:
-            await self._broadcast.publish(petition_channel(event.petition_id), encode(event))
+            await self._broadcast.publish(petition_channel(event.petition_id, self.prefix), encode(event))
         except Exception as error:  # the broker is away; the write itself stands
             log.warning("could not publish a %s event: %s", event.kind, type(error).__name__)
 
@@ -115,7 +116,7 @@ class Hub:
         self, petition_id: int, kinds: Collection[str], *, latest_only: bool = False
     ) -> AsyncIterator[Listener]:
         """Listen to one petition's events. Once this yields, no later event is missed."""
-        name = petition_channel(petition_id)
+        name = petition_channel(petition_id, self.prefix)
         listener = Listener(kinds, latest_only=latest_only, capacity=self.capacity)
         channel = self._channels.get(name)
         if channel is None:

@@ -1,0 +1,142 @@
+"""Fixtures: the real app on a real database, over HTTP in-process and over a real server.
+
+Every test that takes `settings` runs on SQLite + `memory://`, and also on PostgreSQL + Redis
+when PETITIONS_TEST_POSTGRES_URL and PETITIONS_TEST_REDIS_URL are set (CI sets both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from asgi_lifespan import LifespanManager
+from starlette.applications import Starlette
+
+from server import Settings, create_app
+
+POSTGRES_URL = os.environ.get("PETITIONS_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("PETITIONS_TEST_REDIS_URL")
+ADMIN_TOKEN = "test-admin-token"
+needs_postgres = pytest.mark.skipif(
+    not (POSTGRES_URL and REDIS_URL),
+    reason="set PETITIONS_TEST_POSTGRES_URL and PETITIONS_TEST_REDIS_URL to run against "
+    "PostgreSQL + Redis",
+)
+
+
+def database_url_named(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A newly created, empty PostgreSQL database, dropped afterwards; yields its URL."""
+    assert POSTGRES_URL
+    name = f"petitions_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield database_url_named(POSTGRES_URL, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_postgres)])
+async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings for a fresh, empty database of the backend under test."""
+    base = Settings(admin_token=ADMIN_TOKEN, channel_prefix=f"test-{uuid.uuid4().hex[:12]}")
+    if request.param == "sqlite":
+        yield replace(base, database_url=f"sqlite://{tmp_path / 'petitions.sqlite3'}")
+        return
+    async with fresh_postgres_database() as url:
+        assert REDIS_URL
+        yield replace(base, database_url=url, broadcast_url=REDIS_URL)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    """The real app with its lifespan running in a task of its own, as under a server."""
+    async with LifespanManager(create_app(settings)) as manager:
+        yield manager.app
+
+
+@dataclass
+class GraphQLClient:
+    """Posts GraphQL documents to the app and returns the decoded JSON answer."""
+
+    http: httpx.AsyncClient
+
+    async def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, *, admin: bool = False
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if admin else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture
+async def http(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(http)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def running_server(app: Starlette) -> AsyncIterator[str]:
+    """Serve `app` with a real uvicorn on a free port; yields the base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", ws_per_message_deflate=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def server_url(settings: Settings) -> AsyncIterator[str]:
+    async with running_server(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+async def server_gql(server_url: str) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(base_url=server_url) as client:
+        yield GraphQLClient(client)
