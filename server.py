@@ -78,9 +78,7 @@ class State(TypedDict):
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI app, with our context built from the lifespan state."""
 
-    async def get_context(
-        self, request: Request | WebSocket, response: Any
-    ) -> Context:
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.state
         return Context(
             hub=state.hub,

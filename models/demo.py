@@ -25,8 +25,10 @@ def demo_signers(data: dict[str, Any]) -> list[tuple[str, str]]:
     total = data["petition"]["signature_count"]
     newest = [tuple(name.split(" ", 1)) for name in reversed(data["newest_signers_newest_first"])]
     firsts, lasts = data["older_first_names"], data["older_last_names"]
-    older = [(firsts[i % len(firsts)], lasts[(i * 7) % len(lasts)]) for i in range(total - len(newest))]
-    return older + newest  # type: ignore[operator]
+    older = [
+        (firsts[i % len(firsts)], lasts[(i * 7) % len(lasts)]) for i in range(total - len(newest))
+    ]
+    return older + newest
 
 
 async def load_demo() -> Petition:
@@ -35,7 +37,9 @@ async def load_demo() -> Petition:
     if existing is not None:
         return existing
     data = demo_data()
-    fields = {k: v for k, v in data["petition"].items() if k not in {"signature_count", "image_alt"}}
+    fields = {
+        k: v for k, v in data["petition"].items() if k not in {"signature_count", "image_alt"}
+    }
     signers = demo_signers(data)
     now = datetime.now(UTC)
     started = now - timedelta(days=30)

@@ -138,7 +138,9 @@ async def update_petition(
         }
     )
     clean.done()
-    goal_changed = "signature_goal" in values and values["signature_goal"] != petition.signature_goal
+    goal_changed = (
+        "signature_goal" in values and values["signature_goal"] != petition.signature_goal
+    )
     if values:
         # Never write the counters from this (possibly stale) copy: update only what changed.
         await Petition.filter(id=petition_id).update(**values)

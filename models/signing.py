@@ -32,9 +32,7 @@ async def _open_petition(petition_id: int) -> Petition:
     if petition is None or petition.status is PetitionStatus.DRAFT:
         raise Refused.one(RefusalCode.NOT_FOUND, "No petition has that id.", "petition_id")
     if petition.effective_status is not PetitionStatus.OPEN:
-        raise Refused.one(
-            RefusalCode.PETITION_CLOSED, "This petition is closed.", "petition_id"
-        )
+        raise Refused.one(RefusalCode.PETITION_CLOSED, "This petition is closed.", "petition_id")
     return petition
 
 
@@ -66,8 +64,10 @@ async def sign(
         async with in_transaction() as connection:
             # Taking the petition's row lock first numbers its signatures without gaps,
             # in commit order.
-            await Petition.filter(id=petition_id).using_db(connection).update(
-                signature_count=F("signature_count") + 1
+            await (
+                Petition.filter(id=petition_id)
+                .using_db(connection)
+                .update(signature_count=F("signature_count") + 1)
             )
             [number] = await (
                 Petition.filter(id=petition_id)
@@ -126,8 +126,10 @@ async def add_comment(
             status=CommentStatus.PUBLISHED,
             using_db=connection,
         )
-        await Petition.filter(id=petition_id).using_db(connection).update(
-            comment_count=F("comment_count") + 1
+        await (
+            Petition.filter(id=petition_id)
+            .using_db(connection)
+            .update(comment_count=F("comment_count") + 1)
         )
     await petition.refresh_from_db(fields=["comment_count", "signature_count"])
     await publisher.publish(

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 
 from tortoise import fields
 from tortoise.models import Model
 
 
-class PetitionStatus(str, Enum):
+class PetitionStatus(StrEnum):
     DRAFT = "DRAFT"
     OPEN = "OPEN"
     CLOSED = "CLOSED"
 
 
-class CommentStatus(str, Enum):
+class CommentStatus(StrEnum):
     """Only published comments are public; the others wait for (future) moderation."""
 
     PUBLISHED = "PUBLISHED"

@@ -8,9 +8,8 @@ from strawberry.utils.str_converters import to_camel_case
 
 from models import Problem, RefusalCode
 
-UserErrorCode = strawberry.enum(
-    RefusalCode, name="UserErrorCode", description="Why an operation was refused."
-)
+UserErrorCode = RefusalCode
+strawberry.enum(UserErrorCode, name="UserErrorCode", description="Why an operation was refused.")
 
 
 @strawberry.type(description="An expected failure: what to fix, where, and a code to branch on.")

@@ -74,9 +74,7 @@ class Page(Generic[M]):
     has_previous: bool
 
 
-async def keyset_page(
-    items: QuerySet[M], key: str, window: Window, *, descending: bool
-) -> Page[M]:
+async def keyset_page(items: QuerySet[M], key: str, window: Window, *, descending: bool) -> Page[M]:
     """One page of `items` ordered by the unique integer `key`; one extra row tells if more
     follow."""
     later, earlier = ("lt", "gt") if descending else ("gt", "lt")
@@ -90,11 +88,13 @@ async def keyset_page(
     more = len(rows) > window.size
     rows = rows[: window.size]
     if window.forward:
-        beyond = window.after is not None and await items.filter(
-            **{f"{key}__{earlier}e": window.after}
-        ).exists()
+        beyond = (
+            window.after is not None
+            and await items.filter(**{f"{key}__{earlier}e": window.after}).exists()
+        )
         return Page(rows, has_next=more, has_previous=beyond)
-    beyond = window.before is not None and await items.filter(
-        **{f"{key}__{later}e": window.before}
-    ).exists()
+    beyond = (
+        window.before is not None
+        and await items.filter(**{f"{key}__{later}e": window.before}).exists()
+    )
     return Page(rows[::-1], has_next=beyond, has_previous=more)

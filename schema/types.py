@@ -9,12 +9,12 @@ import strawberry
 import models
 from subscriptions import CommentAdded, SignatureAdded
 
-from .context import Info
 from .ids import cursor, global_id
-from .pagination import PageInfo, Page, Window, keyset_page
+from .pagination import Page, PageInfo, Window, keyset_page
 
-PetitionStatus = strawberry.enum(
-    models.PetitionStatus,
+PetitionStatus = models.PetitionStatus
+strawberry.enum(
+    PetitionStatus,
     description="DRAFT: seen by admins only. OPEN: takes signatures. CLOSED: read only.",
 )
 
@@ -103,8 +103,9 @@ class CommentConnection:
     total_count: int = strawberry.field(description="All published comments.")
 
 
-def page_info(page: Page[models.Signature] | Page[models.Comment] | Page[models.Petition],
-              cursors: list[str]) -> PageInfo:
+def page_info(
+    page: Page[models.Signature] | Page[models.Comment] | Page[models.Petition], cursors: list[str]
+) -> PageInfo:
     return PageInfo(
         has_next_page=page.has_next,
         has_previous_page=page.has_previous,

@@ -107,7 +107,9 @@ class Hub:
         """Send `event` to every process. Never raises: the change is already committed, and
         subscribers repair a missed event from the database on the next one."""
         try:
-            await self._broadcast.publish(petition_channel(event.petition_id, self.prefix), encode(event))
+            await self._broadcast.publish(
+                petition_channel(event.petition_id, self.prefix), encode(event)
+            )
         except Exception as error:  # the broker is away; the write itself stands
             log.warning("could not publish a %s event: %s", event.kind, type(error).__name__)
 
@@ -137,8 +139,8 @@ class Hub:
         try:
             async with self._broadcast.subscribe(name) as subscriber:
                 channel.ready.set_result(None)
-                async for message in subscriber:
-                    event = decode(message.message)
+                while True:
+                    event = decode((await subscriber.get()).message)
                     for listener in list(channel.listeners):
                         listener.put(event)
         except Exception as error:

@@ -6,6 +6,20 @@ import asyncio
 
 from tests.factories import SIGN, create_petition, sign, signer
 
+SIGNATURE_IDS = """
+query Ids($id: ID!) {
+  petition(id: $id) { signatureCount signatures(first: 100) { edges { node { id } } } }
+}
+"""
+
+EVERY_PUBLIC_SIGNATURE_FIELD = """
+query All($id: ID!) {
+  node(id: $id) {
+    ... on Petition { signatures { edges { node { id name country comment createdAt } } } }
+  }
+}
+"""
+
 PETITION_COUNT = """
 query Count($id: ID!) { petition(id: $id) { signatureCount signatures(first: 100) { totalCount } } }
 """
@@ -61,10 +75,7 @@ async def test_counts_are_exact_after_many_concurrent_signs(gql):
     payloads = await asyncio.gather(*(sign(gql, petition["id"], n % 40) for n in range(80)))
 
     assert sum(1 for p in payloads if not p["errors"]) == 40
-    result = await gql(
-        "query($id: ID!) { petition(id: $id) { signatureCount signatures(first: 100) { edges { node { id } } } } }",
-        {"id": petition["id"]},
-    )
+    result = await gql(SIGNATURE_IDS, {"id": petition["id"]})
     data = result["data"]["petition"]
     assert data["signatureCount"] == 40
     assert len(data["signatures"]["edges"]) == 40
@@ -83,14 +94,14 @@ async def test_no_response_holds_an_email(gql, http):
     await sign(gql, petition["id"], 1, email="secret.person@example.org")
     again = await http.post(
         "/graphql",
-        json={"query": SIGN, "variables": {"input": signer(petition["id"], 1, email="SECRET.person@example.org")}},
+        json={
+            "query": SIGN,
+            "variables": {"input": signer(petition["id"], 1, email="SECRET.person@example.org")},
+        },
     )
     listing = await http.post(
         "/graphql",
-        json={
-            "query": "query($id: ID!) { node(id: $id) { ... on Petition { signatures { edges { node { id name country comment createdAt } } } } } }",
-            "variables": {"id": petition["id"]},
-        },
+        json={"query": EVERY_PUBLIC_SIGNATURE_FIELD, "variables": {"id": petition["id"]}},
     )
     for response in (again, listing):
         assert "secret" not in response.text.lower()
