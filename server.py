@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from tortoise.context import TortoiseContext
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 import models
 from schema import Context, is_admin, make_schema
@@ -124,8 +125,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        await prepare_database(settings)
         async with models.open_database(
-            settings.database_url, pool_size=settings.db_pool_size
+            settings.database_url, pool_size=settings.db_pool_size, create_schema=False
         ) as database:
             hub = Hub(
                 settings.broadcast_url,
@@ -161,37 +163,131 @@ def create_app(settings: Settings | None = None) -> Starlette:
 app = create_app()
 
 
+class SchemaBehind(RuntimeError):
+    """The PostgreSQL schema lacks migrations: `petitions migrate` must run first."""
+
+
+def is_sqlite(database_url: str) -> bool:
+    return database_url.startswith("sqlite:")
+
+
+async def prepare_database(settings: Settings) -> None:
+    """SQLite creates or upgrades its schema on start; PostgreSQL must be migrated already."""
+    from models.migrations import migrate, pending_migrations
+
+    if is_sqlite(settings.database_url):
+        await migrate(settings.database_url)
+        return
+    pending = await pending_migrations(settings.database_url)
+    if pending:
+        raise SchemaBehind(
+            f"the database schema is behind by {len(pending)} migration(s) "
+            f"({', '.join(pending)}): run `petitions migrate` first"
+        )
+
+
+class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websocket protocol, closing with 1001 (going away) when the process stops,
+    instead of 1012 (service restart): clients should reconnect, to another process."""
+
+    def shutdown(self) -> None:
+        if self.handshake_complete and not self.close_sent:
+            self.stop_keepalive()
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1001})
+            self.conn.send_close(1001, "server shutting down")
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+            return
+        super().shutdown()
+
+
 async def _load_demo(settings: Settings) -> models.Petition:
-    async with models.open_database(settings.database_url, pool_size=2):
+    await prepare_database(settings)
+    async with models.open_database(settings.database_url, pool_size=2, create_schema=False):
         return await models.load_demo()
 
 
+async def _migrate(settings: Settings) -> list[str]:
+    from models.migrations import migrate
+
+    return await migrate(settings.database_url)
+
+
+async def _check_counts(settings: Settings, repair: bool) -> int:
+    async with models.open_database(settings.database_url, pool_size=2, create_schema=False):
+        differences = await models.count_differences()
+        for difference in differences:
+            print(f"differs: {difference}")
+        if not differences:
+            print("check-counts: every counter equals the rows behind it")
+            return 0
+        if not repair:
+            print(f"check-counts: {len(differences)} difference(s); --repair fixes them")
+            return 1
+        await models.repair_counts(differences)
+        left = await models.count_differences()
+        print(f"check-counts: repaired {len(differences) - len(left)} counter(s)")
+        return 0 if not left else 1
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers > 1 and settings.broadcast_url.startswith("memory:"):
+        print(
+            "petitions: --workers needs a shared broadcast backend: with memory:// a signature "
+            "taken by one process would never reach subscribers on the others. Set "
+            "PETITIONS_BROADCAST_URL=redis://… (or postgres://…).",
+            file=sys.stderr,
+        )
+        return 2
+    asyncio.run(prepare_database(settings))  # refuse a schema that is behind, before forking
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "ws_per_message_deflate": settings.ws_compression,
+        "timeout_graceful_shutdown": 30,
+        "log_level": "info",
+    }
+    if args.workers > 1:  # each worker imports `server:app`, configured by the same variables
+        uvicorn.run(
+            "server:app", workers=args.workers, ws="server:GoingAwayWebSocketProtocol", **options
+        )
+    else:
+        uvicorn.run(create_app(settings), ws=GoingAwayWebSocketProtocol, **options)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`petitions serve [--host] [--port] [--demo]` and `petitions demo`."""
-    parser = argparse.ArgumentParser(prog="petitions", description=__doc__)
+    """The `petitions` command."""
+    parser = argparse.ArgumentParser(prog="petitions", description="The petition service.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the GraphQL API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--demo", action="store_true", help="load the demo petition first")
     commands.add_parser("demo", help="load the demo petition and exit")
+    commands.add_parser("migrate", help="apply the database migrations")
+    check = commands.add_parser("check-counts", help="compare every counter with its rows")
+    check.add_argument("--repair", action="store_true", help="set differing counters right")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
-
-    if args.command == "demo" or args.demo:
-        petition = asyncio.run(_load_demo(settings))
-        print(f"demo petition: /{petition.slug} ({petition.signature_count} signatures)")
-        if args.command == "demo":
+    try:
+        if args.command == "migrate":
+            applied = asyncio.run(_migrate(settings))
+            print(f"migrate: applied {', '.join(applied)}" if applied else "migrate: up to date")
             return 0
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        ws_per_message_deflate=settings.ws_compression,
-        log_level="info",
-    )
-    return 0
+        if args.command == "check-counts":
+            return asyncio.run(_check_counts(settings, args.repair))
+        if args.command == "demo" or args.demo:
+            petition = asyncio.run(_load_demo(settings))
+            print(f"demo petition: /{petition.slug} ({petition.signature_count} signatures)")
+            if args.command == "demo":
+                return 0
+        return _serve(args, settings)
+    except SchemaBehind as error:
+        print(f"petitions: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

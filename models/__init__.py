@@ -1,5 +1,6 @@
 """The stored data and the domain rules that guard it: signing, counting, dedup, visibility."""
 
+from .audit import CountDifference, count_differences, repair_counts
 from .database import activate, open_database, ping, tortoise_config
 from .demo import DEMO_SLUG, load_demo
 from .errors import Problem, RefusalCode, Refused
@@ -10,7 +11,15 @@ from .petitions import (
     visible_petitions,
     with_status,
 )
-from .signing import Commented, Signed, add_comment, sign, signatures_after
+from .signing import (
+    Commented,
+    Signed,
+    add_comment,
+    comments_after,
+    newest_comment_id,
+    sign,
+    signatures_after,
+)
 from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
 from .text import KEEP, public_name
 
@@ -18,6 +27,7 @@ __all__ = [
     "DEMO_SLUG",
     "KEEP",
     "Comment",
+    "CountDifference",
     "CommentStatus",
     "Commented",
     "Petition",
@@ -29,12 +39,16 @@ __all__ = [
     "Signed",
     "activate",
     "add_comment",
+    "comments_after",
+    "count_differences",
     "create_petition",
     "find_petition",
     "load_demo",
+    "newest_comment_id",
     "open_database",
     "ping",
     "public_name",
+    "repair_counts",
     "sign",
     "signatures_after",
     "tortoise_config",

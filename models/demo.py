@@ -47,6 +47,7 @@ async def load_demo() -> Petition:
         petition = await Petition.create(
             **fields,
             signature_count=len(signers),
+            last_signature_number=len(signers),
             comment_count=len(data["comments"]),
             using_db=connection,
         )

@@ -35,6 +35,14 @@ def with_status(petitions: QuerySet[Petition], status: PetitionStatus) -> QueryS
     return petitions.filter(status=status)
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """An instant in UTC: SQLite compares stored datetimes as text, so offsets must agree
+    (a naive one, which the contract does not allow, is taken as UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 async def find_petition(
     *, admin: bool, petition_id: int | None = None, slug: str | None = None
 ) -> Petition | None:
@@ -69,7 +77,7 @@ async def create_petition(
         "image_credit": clean.optional(clean.line, "image_credit", image_credit),
         "signature_goal": clean.positive("signature_goal", signature_goal),
         "status": status,
-        "closes_at": closes_at,
+        "closes_at": _utc(closes_at),
     }
     given_slug = clean.optional(clean.slug, "slug", slug)
     clean.done()
@@ -134,7 +142,7 @@ async def update_petition(
             "signature_goal": signature_goal
             if signature_goal is KEEP
             else clean.positive("signature_goal", signature_goal),
-            "closes_at": closes_at,
+            "closes_at": closes_at if closes_at is KEEP else _utc(closes_at),
         }
     )
     clean.done()

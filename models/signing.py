@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from subscriptions import CommentAdded, Publisher, SignatureAdded
@@ -67,12 +68,15 @@ async def sign(
             await (
                 Petition.filter(id=petition_id)
                 .using_db(connection)
-                .update(signature_count=F("signature_count") + 1)
+                .update(
+                    signature_count=F("signature_count") + 1,
+                    last_signature_number=F("last_signature_number") + 1,
+                )
             )
-            [number] = await (
+            [(count, number)] = await (
                 Petition.filter(id=petition_id)
                 .using_db(connection)
-                .values_list("signature_count", flat=True)
+                .values_list("signature_count", "last_signature_number")
             )
             signature = await Signature.create(
                 petition_id=petition_id,
@@ -90,7 +94,8 @@ async def sign(
         raise Refused.one(
             RefusalCode.ALREADY_SIGNED, "This email has already signed this petition.", "email"
         ) from None
-    petition.signature_count = signature.number
+    petition.signature_count = count
+    petition.last_signature_number = number
     await publisher.publish(
         SignatureAdded(
             petition_id=petition_id,
@@ -118,6 +123,12 @@ async def add_comment(
     clean.done()
     petition = await _open_petition(petition_id)
     async with in_transaction() as connection:
+        # The petition's row lock first, as in `sign`: counts stay exact under any audit.
+        await (
+            Petition.filter(id=petition_id)
+            .using_db(connection)
+            .update(comment_count=F("comment_count") + 1)
+        )
         comment = await Comment.create(
             petition_id=petition_id,
             author_name=author_name,
@@ -125,11 +136,6 @@ async def add_comment(
             body=body,
             status=CommentStatus.PUBLISHED,
             using_db=connection,
-        )
-        await (
-            Petition.filter(id=petition_id)
-            .using_db(connection)
-            .update(comment_count=F("comment_count") + 1)
         )
     await petition.refresh_from_db(fields=["comment_count", "signature_count"])
     await publisher.publish(
@@ -149,3 +155,18 @@ async def signatures_after(petition_id: int, number: int, *, up_to: int) -> list
     return await Signature.filter(
         petition_id=petition_id, number__gt=number, number__lte=up_to
     ).order_by("number")
+
+
+def _published(petition_id: int) -> QuerySet[Comment]:
+    return Comment.filter(petition_id=petition_id, status=CommentStatus.PUBLISHED)
+
+
+async def newest_comment_id(petition_id: int) -> int:
+    """The id of the petition's newest published comment, 0 if none."""
+    newest = await _published(petition_id).order_by("-id").first()
+    return newest.id if newest is not None else 0
+
+
+async def comments_after(petition_id: int, comment_id: int) -> list[Comment]:
+    """Published comments newer than `comment_id`, oldest first: to repair a live stream."""
+    return await _published(petition_id).filter(id__gt=comment_id).order_by("id")

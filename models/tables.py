@@ -35,9 +35,11 @@ class Petition(Model):
     status = fields.CharEnumField(PetitionStatus, max_length=10, default=PetitionStatus.OPEN)
     signature_goal = fields.IntField(null=True)
     # Stored counters, changed in the transaction that adds the row they count.
-    # `signature_count` doubles as the petition's signature sequence: signature N has number N.
     signature_count = fields.IntField(default=0)
     comment_count = fields.IntField(default=0)
+    # The number given to the newest signature: 1, 2, 3 … in commit order, never reused,
+    # even if a signature is ever erased (the count would drop; this would not).
+    last_signature_number = fields.IntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     closes_at = fields.DatetimeField(null=True)
 

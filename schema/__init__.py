@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
     MaskErrors,
@@ -12,13 +13,24 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.types import ExecutionContext
 
 from .context import Context, Info, is_admin
-from .errors import PublicError, should_mask
+from .errors import PublicError, should_mask, without_input_values
 from .mutations import Mutation
 from .queries import Query
 from .subscription import Subscription
 from .types import Comment, Node, Petition, Signature
+
+
+class PetitionSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log errors, as strawberry does, but never with the client's input values."""
+        for error in errors:
+            without_input_values(error)
+        super().process_errors(errors, execution_context)
 
 
 def make_schema(*, introspection: bool = True) -> strawberry.Schema:
@@ -30,7 +42,7 @@ def make_schema(*, introspection: bool = True) -> strawberry.Schema:
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    return PetitionSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

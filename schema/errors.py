@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.utils.str_converters import to_camel_case
@@ -36,6 +38,22 @@ class PublicError(Exception):
 
 def should_mask(error: GraphQLError) -> bool:
     """Mask every error raised by our code except `PublicError`; keep syntax and validation
-    errors (they have no original error) so that clients can fix their documents."""
+    errors (they have no original error, or wrap graphql-core's own error, as a variable of
+    the wrong shape does) so that clients can fix their documents."""
     original = error.original_error
-    return original is not None and not isinstance(original, PublicError)
+    return original is not None and not isinstance(original, (PublicError, GraphQLError))
+
+
+# graphql-core quotes the values it refuses: a variable's whole input object (email and all)
+# after "found:", a scalar after "cannot represent ... value:".
+_FOUND = re.compile(r"(,)? found: .*", re.IGNORECASE | re.DOTALL)
+_SCALAR = re.compile(r"(cannot represent [^:]*value): .*", re.DOTALL)
+
+
+def without_input_values(error: GraphQLError) -> None:
+    """Drop the client's values from a refused variable's message (and its cause's), so that
+    neither the answer nor the log line repeats them: emails are private."""
+    for each in (error, error.original_error):
+        if isinstance(each, GraphQLError):
+            message = _FOUND.sub(lambda found: "." if found[1] else "", each.message)
+            each.message = _SCALAR.sub(r"\1.", message)

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 import models
-from subscriptions import CommentAdded, CountChanged, FellBehind, SignatureAdded
+from subscriptions import CommentAdded, CountChanged, FellBehind, Resync, SignatureAdded
 
 from .context import Info
 from .errors import PublicError
@@ -47,6 +47,11 @@ class Subscription:
             count, goal = petition.signature_count, petition.signature_goal
             yield _count_update(petition.id, count, goal)
             async for event in listener:
+                if isinstance(event, Resync):
+                    await petition.refresh_from_db(fields=["signature_count", "signature_goal"])
+                    count, goal = petition.signature_count, petition.signature_goal
+                    yield _count_update(petition.id, count, goal)
+                    continue
                 assert isinstance(event, CountChanged | SignatureAdded)
                 # Signature counts only grow, so an older event arriving late is dropped;
                 # a goal change comes with the count as it then was.
@@ -65,22 +70,28 @@ class Subscription:
     ) -> AsyncGenerator[Signature, None]:
         petition = await _live_petition(info, petition_id)
         async with info.context.hub.listen(petition.id, {"signature"}) as listener:
-            await petition.refresh_from_db(fields=["signature_count"])
-            delivered = petition.signature_count
+            await petition.refresh_from_db(fields=["last_signature_number"])
+            delivered = petition.last_signature_number
             try:
                 async for event in listener:
-                    assert isinstance(event, SignatureAdded)
-                    if event.number <= delivered:
+                    if isinstance(event, Resync):
+                        await petition.refresh_from_db(fields=["last_signature_number"])
+                        newest = petition.last_signature_number
+                    else:
+                        assert isinstance(event, SignatureAdded)
+                        newest = event.number
+                    if newest <= delivered:
                         continue  # already sent (or older than this subscription)
-                    if event.number > delivered + 1:
-                        # Events were missed or arrived out of order between processes:
+                    if newest > delivered + 1 or isinstance(event, Resync):
+                        # Events were missed, or arrived out of order between processes:
                         # the database holds every signature up to this one, numbered.
                         for row in await models.signatures_after(
-                            petition.id, delivered, up_to=event.number - 1
+                            petition.id, delivered, up_to=newest
                         ):
                             yield Signature.from_row(row)
-                    yield Signature.from_event(event)
-                    delivered = event.number
+                    else:
+                        yield Signature.from_event(event)
+                    delivered = newest
             except FellBehind as error:
                 raise PublicError(str(error)) from None
 
@@ -90,9 +101,17 @@ class Subscription:
     ) -> AsyncGenerator[Comment, None]:
         petition = await _live_petition(info, petition_id)
         async with info.context.hub.listen(petition.id, {"comment"}) as listener:
+            delivered = await models.newest_comment_id(petition.id)
             try:
                 async for event in listener:
+                    if isinstance(event, Resync):
+                        for row in await models.comments_after(petition.id, delivered):
+                            yield Comment.from_row(row)
+                            delivered = row.id
+                        continue
                     assert isinstance(event, CommentAdded)
-                    yield Comment.from_event(event)
+                    if event.comment_id > delivered:
+                        yield Comment.from_event(event)
+                        delivered = event.comment_id
             except FellBehind as error:
                 raise PublicError(str(error)) from None

@@ -45,7 +45,15 @@ class CommentAdded:
     created_at: str
 
 
-Event = CountChanged | SignatureAdded | CommentAdded
+@dataclass(frozen=True)
+class Resync:
+    """Local only: the broker was away, events may be lost; read the truth from the database."""
+
+    kind: ClassVar[str] = "resync"
+    petition_id: int
+
+
+Event = CountChanged | SignatureAdded | CommentAdded | Resync
 _KINDS: dict[str, type[CountChanged] | type[SignatureAdded] | type[CommentAdded]] = {
     cls.kind: cls for cls in (CountChanged, SignatureAdded, CommentAdded)
 }

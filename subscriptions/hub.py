@@ -1,24 +1,29 @@
-"""The broadcaster bridge: one upstream subscription per petition channel in this process,
-fanned out to bounded local listeners.
+"""The broadcaster bridge: one broker connection per process, fanned out to bounded listeners,
+and healed when the broker goes away.
 
-broadcaster gives every subscriber an unbounded queue; here a single pump per channel drains it
-at once and hands events to `Listener`s that hold at most `capacity` events (or only the latest
-one, for counts), so a slow client can never make the process grow without bound.
+broadcaster's `Broadcast` gives every subscriber an unbounded queue and never notices a lost
+connection (its issue #144). The hub uses broadcaster's backends directly instead: one reader
+drains the broker and hands each event to the `Listener`s of its petition, which hold at most
+`capacity` events (or only the latest, for counts). A probe message goes round the broker every
+`probe_interval` seconds; when one does not come back, or the reader fails, the hub reconnects
+with back-off, subscribes its channels again, and gives every listener a `Resync`, on which the
+subscriptions read the truth from the database (counts are absolute, signatures numbered).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 
-from broadcaster import Broadcast
+from broadcaster import BroadcastBackend
 
+from .backends import make_backend
 from .channels import DEFAULT_PREFIX, petition_channel
-from .events import Event, decode, encode
+from .events import Event, Resync, decode, encode
 
 log = logging.getLogger("petitions.subscriptions")
 
@@ -31,7 +36,7 @@ class Listener:
     """One subscriber's buffer of events from one petition."""
 
     def __init__(self, kinds: Collection[str], *, latest_only: bool, capacity: int) -> None:
-        self.kinds = frozenset(kinds)
+        self.kinds = frozenset(kinds) | {Resync.kind}
         self._latest_only = latest_only
         self._capacity = capacity
         self._events: deque[Event] = deque()
@@ -45,6 +50,7 @@ class Listener:
             self._events.clear()
         elif len(self._events) >= self._capacity:
             self._fell_behind = True
+            self._events.clear()
         self._events.append(event)
         self._ready.set()
 
@@ -66,50 +72,64 @@ class Listener:
             yield await self.get()
 
 
-@dataclass
-class _Channel:
-    listeners: set[Listener] = field(default_factory=set)
-    ready: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    pump: asyncio.Task[None] | None = None
-
-
 class Hub:
     """Publishes events to every process and delivers them to this process's listeners."""
 
-    def __init__(self, url: str, *, capacity: int = 1000, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        capacity: int = 1000,
+        prefix: str = DEFAULT_PREFIX,
+        probe_interval: float = 1.0,
+        probe_timeout: float = 3.0,
+        max_backoff: float = 5.0,
+    ) -> None:
         self.url = url
         self.capacity = capacity
         self.prefix = prefix
-        self._broadcast = Broadcast(url)
-        self._channels: dict[str, _Channel] = {}
-        self._connected = False
-
-    async def connect(self) -> None:
-        await self._broadcast.connect()
-        self._connected = True
+        self.probe_interval = probe_interval
+        self.probe_timeout = probe_timeout
+        self.max_backoff = max_backoff
+        self._listeners: dict[str, set[Listener]] = {}
+        self._probe_channel = f"{prefix}.probe.{uuid.uuid4().hex}"
+        self._backend: BroadcastBackend | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._probe_seen = 0.0
+        self.reconnects = 0
 
     @property
     def healthy(self) -> bool:
-        """Connected, and broadcaster's listener has not died."""
-        task: asyncio.Task[None] | None = getattr(self._broadcast, "_listener_task", None)
-        return self._connected and task is not None and not task.done()
+        """Connected, reading, and the last probe came back in time."""
+        return (
+            self._backend is not None
+            and self._reader is not None
+            and not self._reader.done()
+            and _now() - self._probe_seen <= self.probe_timeout
+        )
+
+    async def connect(self) -> None:
+        """Connect (raising if the broker cannot be reached) and start watching the line."""
+        await self._open()
+        self._supervisor = asyncio.create_task(self._supervise())
 
     async def disconnect(self) -> None:
-        for channel in list(self._channels.values()):
-            if channel.pump is not None:
-                channel.pump.cancel()
-        with suppress(Exception):
-            await self._broadcast.disconnect()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._supervisor
+        await self._close()
 
     async def publish(self, event: Event) -> None:
         """Send `event` to every process. Never raises: the change is already committed, and
-        subscribers repair a missed event from the database on the next one."""
+        subscribers repair a missed event from the database (on the next event, or on resync)."""
+        backend = self._backend
         try:
-            await self._broadcast.publish(
-                petition_channel(event.petition_id, self.prefix), encode(event)
-            )
+            if backend is None:
+                raise ConnectionError("not connected")
+            channel = petition_channel(event.petition_id, self.prefix)
+            await asyncio.wait_for(backend.publish(channel, encode(event)), self.probe_timeout)
         except Exception as error:  # the broker is away; the write itself stands
             log.warning("could not publish a %s event: %s", event.kind, type(error).__name__)
 
@@ -117,33 +137,92 @@ class Hub:
     async def listen(
         self, petition_id: int, kinds: Collection[str], *, latest_only: bool = False
     ) -> AsyncIterator[Listener]:
-        """Listen to one petition's events. Once this yields, no later event is missed."""
-        name = petition_channel(petition_id, self.prefix)
+        """Listen to one petition's events. Once this yields, no later event is missed, or
+        the listener gets a `Resync` after the broker comes back."""
+        channel = petition_channel(petition_id, self.prefix)
         listener = Listener(kinds, latest_only=latest_only, capacity=self.capacity)
-        channel = self._channels.get(name)
-        if channel is None:
-            channel = self._channels[name] = _Channel()
-            channel.pump = asyncio.create_task(self._pump(name, channel))
-        channel.listeners.add(listener)
+        listeners = self._listeners.setdefault(channel, set())
+        listeners.add(listener)
         try:
-            await asyncio.shield(channel.ready)
+            if len(listeners) == 1 and self._backend is not None:
+                try:
+                    await self._backend.subscribe(channel)
+                except Exception:  # lost: the supervisor resubscribes and resyncs
+                    log.warning("could not subscribe to %s; awaiting reconnection", channel)
             yield listener
         finally:
-            channel.listeners.discard(listener)
-            if not channel.listeners and self._channels.get(name) is channel:
-                del self._channels[name]
-                if channel.pump is not None:
-                    channel.pump.cancel()
+            listeners.discard(listener)
+            if not listeners and self._listeners.get(channel) is listeners:
+                del self._listeners[channel]
+                if self._backend is not None:
+                    with suppress(Exception):
+                        await self._backend.unsubscribe(channel)
 
-    async def _pump(self, name: str, channel: _Channel) -> None:
+    async def _open(self) -> None:
+        backend = make_backend(self.url, client_name=self.prefix)
+        await backend.connect()
         try:
-            async with self._broadcast.subscribe(name) as subscriber:
-                channel.ready.set_result(None)
-                while True:
-                    event = decode((await subscriber.get()).message)
-                    for listener in list(channel.listeners):
-                        listener.put(event)
-        except Exception as error:
-            if not channel.ready.done():
-                channel.ready.set_exception(error)
+            for channel in [self._probe_channel, *self._listeners]:
+                await backend.subscribe(channel)
+        except BaseException:
+            with suppress(Exception):
+                await backend.disconnect()
             raise
+        self._backend = backend
+        self._probe_seen = _now()
+        self._reader = asyncio.create_task(self._read(backend))
+
+    async def _close(self) -> None:
+        backend, self._backend = self._backend, None
+        if self._reader is not None:
+            self._reader.cancel()
+            with suppress(BaseException):
+                await self._reader
+        if backend is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(backend.disconnect(), timeout=2)
+
+    async def _read(self, backend: BroadcastBackend) -> None:
+        while True:
+            message = await backend.next_published()
+            if message.channel == self._probe_channel:
+                self._probe_seen = _now()
+                continue
+            event = decode(message.message)
+            for listener in list(self._listeners.get(message.channel, ())):
+                listener.put(event)
+
+    async def _supervise(self) -> None:
+        while True:
+            while self.healthy:
+                await asyncio.sleep(self.probe_interval)
+                if self._backend is not None:
+                    with suppress(Exception):
+                        await asyncio.wait_for(
+                            self._backend.publish(self._probe_channel, "probe"),
+                            self.probe_timeout,
+                        )
+            log.warning("lost the broadcast backend; reconnecting")
+            await self._close()
+            backoff = 0.1
+            while True:
+                await asyncio.sleep(backoff)
+                try:
+                    await asyncio.wait_for(self._open(), timeout=self.probe_timeout + 2)
+                    break
+                except Exception as error:
+                    log.warning("broadcast backend still away (%s)", type(error).__name__)
+                    backoff = min(backoff * 2, self.max_backoff)
+            self.reconnects += 1
+            log.info("broadcast backend back; resynchronising %d channels", len(self._listeners))
+            for channel, listeners in list(self._listeners.items()):
+                for listener in list(listeners):
+                    listener.put(Resync(_petition_of(channel)))
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _petition_of(channel: str) -> int:
+    return int(channel.rsplit(".", 1)[1])

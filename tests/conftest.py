@@ -24,6 +24,7 @@ import uvicorn
 from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
+from models.migrations import migrate
 from server import Settings, create_app
 
 POSTGRES_URL = os.environ.get("PETITIONS_TEST_POSTGRES_URL")
@@ -63,6 +64,7 @@ async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         return
     async with fresh_postgres_database() as url:
         assert REDIS_URL
+        await migrate(url)  # as an operator would: the server refuses a schema that is behind
         yield replace(base, database_url=url, broadcast_url=REDIS_URL)
 
 

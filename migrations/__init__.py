@@ -1,0 +1,1 @@
+"""Schema migrations, one subpackage per Tortoise app (see models/migrations.py)."""

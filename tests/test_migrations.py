@@ -1,0 +1,171 @@
+"""Schema migrations: they build the schema the models expect, once, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from tortoise.context import require_context
+from tortoise.exceptions import DBConnectionError, IntegrityError, OperationalError
+
+from models import Comment, Petition, Signature, open_database
+from models.migrations import migrate, pending_migrations, unmigrated_changes
+from tests.conftest import (
+    POSTGRES_URL,
+    database_url_named,
+    fresh_postgres_database,
+    needs_postgres,
+)
+
+INITIAL = "models.0001_initial"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_postgres)])
+async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of a new, empty database of the backend under test."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path / 'migrated.sqlite3'}"
+        return
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+async def table_names(database_url: str) -> set[str]:
+    async with open_database(database_url, create_schema=False) as context:
+        db = context.db()
+        if db.capabilities.dialect == "postgres":
+            query = "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"
+        else:
+            query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        _, rows = await db.execute_query(query)
+    return {row["name"] for row in rows if row["name"] != "sqlite_sequence"}
+
+
+def signature(petition: Petition, number: int, email: str) -> Signature:
+    return Signature(
+        petition=petition,
+        number=number,
+        first_name="Ada",
+        last_name="Lovelace",
+        email=email,
+        email_canonical=email,
+    )
+
+
+async def test_migrate_builds_the_schema_once(empty_database: str):
+    pending = await pending_migrations(empty_database)
+
+    assert pending[0] == INITIAL
+    assert await table_names(empty_database) == set()  # looking changed nothing
+    assert await migrate(empty_database) == pending
+    assert await migrate(empty_database) == []
+    assert await pending_migrations(empty_database) == []
+    assert await table_names(empty_database) == {
+        "petition",
+        "signature",
+        "comment",
+        "tortoise_migrations",
+    }
+
+
+async def test_the_migrated_schema_holds_the_models_and_their_unique_constraints(
+    empty_database: str,
+):
+    await migrate(empty_database)
+
+    async with open_database(empty_database, create_schema=False):
+        petition = await Petition.create(
+            slug="save-the-library", title="Save it", target="Council", goal="Open", body="…"
+        )
+        await signature(petition, 1, "ada@example.org").save()
+        await Comment.create(petition=petition, author_name="Ada", email="a@b.org", body="Yes")
+
+        with pytest.raises(IntegrityError):  # (petition_id, email_canonical)
+            await signature(petition, 2, "ada@example.org").save()
+        with pytest.raises(IntegrityError):  # (petition_id, number)
+            await signature(petition, 1, "grace@example.org").save()
+        with pytest.raises(IntegrityError):  # slug
+            await Petition.create(
+                slug="save-the-library", title="T", target="T", goal="G", body="B"
+            )
+
+        assert await Signature.filter(petition=petition).count() == 1
+        assert await Comment.filter(petition=petition).count() == 1
+
+
+async def test_migrate_inside_an_open_database_leaves_that_context_current(empty_database: str):
+    async with open_database(empty_database, create_schema=False) as context:
+        assert await migrate(empty_database) != []
+
+        assert require_context() is context
+        assert await Petition.all().count() == 0
+
+
+async def test_fake_initial_adopts_a_database_made_by_generate_schemas(empty_database: str):
+    async with open_database(empty_database, create_schema=True):
+        pass
+    pending = await pending_migrations(empty_database)
+
+    with pytest.raises(OperationalError):  # the tables are there already
+        await migrate(empty_database)
+    assert await migrate(empty_database, fake_initial=True) == pending
+    assert await pending_migrations(empty_database) == []
+
+
+async def test_fake_initial_runs_the_initial_migration_on_an_empty_database(empty_database: str):
+    pending = await pending_migrations(empty_database)
+
+    assert await migrate(empty_database, fake_initial=True) == pending
+    assert "signature" in await table_names(empty_database)
+
+
+@needs_postgres
+async def test_simultaneous_migrations_apply_each_migration_once():
+    async with fresh_postgres_database() as url:
+        pending = await pending_migrations(url)
+
+        results = await asyncio.gather(*(migrate(url) for _ in range(3)))
+
+        assert sorted(results, key=len) == [[], [], pending]
+
+
+async def test_the_migrations_match_the_models():
+    changes = await unmigrated_changes()
+
+    assert changes == [], (
+        "models/tables.py has changes no migration covers; make one with "
+        "`tortoise -c models.migrations.TORTOISE_ORM makemigrations --name <what_changed>`"
+    )
+
+
+def test_the_migrations_are_found_from_any_working_folder(tmp_path: Path):
+    url = f"sqlite://{tmp_path / 'elsewhere.sqlite3'}"
+    script = (
+        "import asyncio, models.migrations as m; "
+        f"print(asyncio.run(m.pending_migrations({url!r}))[0])"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == INITIAL
+
+
+@needs_postgres
+async def test_an_unreachable_database_is_an_error_not_a_pending_migration():
+    assert POSTGRES_URL
+    missing = database_url_named(POSTGRES_URL, "petitions_test_does_not_exist")
+
+    with pytest.raises(DBConnectionError):
+        await pending_migrations(missing)
