@@ -43,11 +43,16 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+MAX_PETITION_ID = 2**31 - 1  # the id column is a 32-bit integer
+
+
 async def find_petition(
     *, admin: bool, petition_id: int | None = None, slug: str | None = None
 ) -> Petition | None:
     petitions = visible_petitions(admin=admin)
     if petition_id is not None:
+        if not 0 < petition_id <= MAX_PETITION_ID:
+            return None
         return await petitions.get_or_none(id=petition_id)
     return await petitions.get_or_none(slug=slug)
 
@@ -116,7 +121,7 @@ async def update_petition(
     closes_at: datetime | None = KEEP,
 ) -> Petition:
     """Change the given fields; `KEEP` (or null, for fields that cannot be empty) keeps one."""
-    petition = await Petition.get_or_none(id=petition_id)
+    petition = await find_petition(admin=True, petition_id=petition_id)
     if petition is None:
         raise Refused.one(RefusalCode.NOT_FOUND, "No petition has that id.", "id")
     clean = Cleaner()

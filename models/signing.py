@@ -12,6 +12,7 @@ from tortoise.transactions import in_transaction
 from subscriptions import CommentAdded, Publisher, SignatureAdded
 
 from .errors import RefusalCode, Refused
+from .petitions import find_petition
 from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
 from .text import Cleaner, canonical_email, public_name
 
@@ -29,8 +30,8 @@ class Commented:
 
 
 async def _open_petition(petition_id: int) -> Petition:
-    petition = await Petition.get_or_none(id=petition_id)
-    if petition is None or petition.status is PetitionStatus.DRAFT:
+    petition = await find_petition(admin=False, petition_id=petition_id)
+    if petition is None:
         raise Refused.one(RefusalCode.NOT_FOUND, "No petition has that id.", "petition_id")
     if petition.effective_status is not PetitionStatus.OPEN:
         raise Refused.one(RefusalCode.PETITION_CLOSED, "This petition is closed.", "petition_id")

@@ -111,7 +111,10 @@ async def test_node_resolves_every_kind_of_object(gql):
         assert node["id"] == object_id
 
 
-@pytest.mark.parametrize("node_id", ["nonsense", "UGV0aXRpb246OTk5OTk", "", "VXNlcjox"])
+@pytest.mark.parametrize(
+    "node_id",
+    ["nonsense", "UGV0aXRpb246OTk5OTk", "", "VXNlcjox", "UGV0aXRpb246OTk5OTk5OTk5OTk5OTk5OTk5"],
+)
 async def test_node_and_petition_answer_null_for_ids_of_nothing(gql, node_id):
     node = await gql(NODE, {"id": node_id})
     petition = await gql("query($id: ID!) { petition(id: $id) { id } }", {"id": node_id})
