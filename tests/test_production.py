@@ -413,3 +413,47 @@ async def test_a_broker_that_goes_away_and_comes_back(env, database_url, tmp_pat
     assert status == 503
     assert len(load.accepted) == 25
     assert final == 25
+
+
+async def test_postgres_listen_notify_carries_events_between_processes(env, database_url):
+    env = {**env, "PETITIONS_BROADCAST_URL": database_url}
+    await migrated(env)
+    async with server_process(env) as a, server_process(env) as b:
+        async with httpx.AsyncClient(base_url=a.url) as http:
+            petition = await create_petition(GraphQLClient(http))
+        async with subscription(
+            b.url, TRANSPORT_WS, SIGNATURE_COUNT, {"id": petition["id"]}
+        ) as on_b:
+            assert (await on_b.next())["signatureCount"]["signatureCount"] == 0
+            load = Load([a.url], petition["id"])
+            await load.run(list(range(30)))
+            await load.close()
+            final = await count_reaches(on_b, 30)
+
+    assert len(load.accepted) == final == 30
+
+
+async def test_health_says_503_while_the_database_is_unreachable(env, database_url):
+    await migrated(env)
+    name = database_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        async with server_process(env) as a, httpx.AsyncClient(base_url=a.url) as http:
+            # when the database refuses every connection
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                name,
+            )
+            away = (await http.get("/healthz")).status_code
+            # and once it takes them again
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            async with asyncio.timeout(10):
+                while (back := (await http.get("/healthz")).status_code) != 200:
+                    await asyncio.sleep(0.2)
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+    assert away == 503
+    assert back == 200
