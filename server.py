@@ -73,6 +73,7 @@ class Settings:
 class State(TypedDict):
     database: TortoiseContext
     hub: Hub
+    writer: models.SignatureWriter
     settings: Settings
 
 
@@ -83,6 +84,7 @@ class GraphQLApp(GraphQL[Context, None]):
         state = request.state
         return Context(
             hub=state.hub,
+            writer=state.writer,
             admin=is_admin(request, state.settings.admin_token),
             connection=request,
         )
@@ -135,9 +137,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 prefix=settings.channel_prefix,
             )
             await hub.connect()
+            writer = models.SignatureWriter(hub)
+            writer.start()
             try:
-                yield {"database": database, "hub": hub, "settings": settings}
+                yield {"database": database, "hub": hub, "writer": writer, "settings": settings}
             finally:
+                await writer.stop()  # every accepted signature is written before we go
                 await hub.disconnect()
 
     return Starlette(

@@ -13,6 +13,7 @@ from .petitions import (
 )
 from .signing import (
     Commented,
+    SignatureFields,
     Signed,
     add_comment,
     comments_after,
@@ -22,6 +23,7 @@ from .signing import (
 )
 from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
 from .text import KEEP, public_name
+from .writer import SignatureWriter, Stopped
 
 __all__ = [
     "DEMO_SLUG",
@@ -36,7 +38,10 @@ __all__ = [
     "RefusalCode",
     "Refused",
     "Signature",
+    "SignatureFields",
+    "SignatureWriter",
     "Signed",
+    "Stopped",
     "activate",
     "add_comment",
     "comments_after",

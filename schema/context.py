@@ -8,12 +8,14 @@ from dataclasses import dataclass
 import strawberry
 from starlette.requests import HTTPConnection
 
+from models import SignatureWriter
 from subscriptions import Hub
 
 
 @dataclass
 class Context:
     hub: Hub
+    writer: SignatureWriter
     admin: bool
     connection: HTTPConnection
 

@@ -70,6 +70,18 @@ def given(value: Any) -> Any:
     return models.KEEP if value is strawberry.UNSET else value
 
 
+async def _sign(info: Info, petition_pk: int, input: SignPetitionInput) -> models.Signed:
+    fields = models.SignatureFields.clean(
+        first_name=input.first_name,
+        last_name=input.last_name,
+        email=input.email,
+        country=input.country,
+        comment=input.comment,
+        show_name=input.show_name is not False,
+    )
+    return await info.context.writer.sign(petition_pk, fields)
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Sign a petition: one signature per email per petition.")
@@ -78,18 +90,7 @@ class Mutation:
             pk = petition_pk(input.petition_id, "petitionId")
         except _BadId as bad:
             return SignPetitionPayload(signature=None, petition=None, errors=[bad.error])
-        signed, errors = await attempt(
-            models.sign(
-                pk,
-                first_name=input.first_name,
-                last_name=input.last_name,
-                email=input.email,
-                country=input.country,
-                comment=input.comment,
-                show_name=input.show_name is not False,
-                publisher=info.context.hub,
-            )
-        )
+        signed, errors = await attempt(_sign(info, pk, input))
         if signed is None:
             petition = await models.find_petition(admin=info.context.admin, petition_id=pk)
             return SignPetitionPayload(

@@ -1,6 +1,6 @@
 """Events, channel names and the broadcaster bridge that carries them between processes."""
 
-from .channels import petition_channel
+from .channels import events_channel
 from .events import (
     CommentAdded,
     CountChanged,
@@ -12,7 +12,7 @@ from .events import (
     decode,
     encode,
 )
-from .hub import FellBehind, Hub, Listener
+from .hub import FellBehind, Hub, Listener, Observer
 
 __all__ = [
     "CommentAdded",
@@ -22,10 +22,11 @@ __all__ = [
     "Hub",
     "Listener",
     "NoPublisher",
+    "Observer",
     "Publisher",
     "Resync",
     "SignatureAdded",
     "decode",
     "encode",
-    "petition_channel",
+    "events_channel",
 ]

@@ -1,12 +1,13 @@
-"""The one function that names a broadcast channel."""
+"""The one function that names the broadcast channel."""
 
 from __future__ import annotations
 
 DEFAULT_PREFIX = "petitions"
 
 
-def petition_channel(petition_id: int, prefix: str = DEFAULT_PREFIX) -> str:
-    """Every event of one petition travels on this channel, in the order it was published.
+def events_channel(prefix: str = DEFAULT_PREFIX) -> str:
+    """Every process publishes every event on this one channel, and hears all of them: the
+    hub routes them to its listeners by petition, and the result cache learns what changed.
 
     The prefix keeps deployments (or test runs) that share one broker apart."""
-    return f"{prefix}.petition.{petition_id}"
+    return f"{prefix}.events"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 
 @dataclass(frozen=True)
@@ -59,23 +60,44 @@ _KINDS: dict[str, type[CountChanged] | type[SignatureAdded] | type[CommentAdded]
 }
 
 
-def encode(event: Event) -> str:
-    return json.dumps({"kind": event.kind, **asdict(event)}, separators=(",", ":"))
+# PostgreSQL's NOTIFY takes at most 8,000 bytes: one message holds what fits well below that.
+MESSAGE_BYTES = 7000
 
 
-def decode(message: str) -> Event:
-    data: dict[str, Any] = json.loads(message)
-    return _KINDS[data.pop("kind")](**data)
+def encode(events: Sequence[Event]) -> list[str]:
+    """Wire messages for `events`, in order: JSON lists, each within `MESSAGE_BYTES`."""
+    messages: list[str] = []
+    batch: list[str] = []
+    size = 0
+    for event in events:
+        item = json.dumps({"kind": event.kind, **asdict(event)}, separators=(",", ":"))
+        if batch and size + len(item) + 1 > MESSAGE_BYTES:
+            messages.append(f"[{','.join(batch)}]")
+            batch, size = [], 0
+        batch.append(item)
+        size += len(item) + 1
+    if batch:
+        messages.append(f"[{','.join(batch)}]")
+    return messages
+
+
+def decode(message: str) -> list[Event]:
+    """The events of one wire message, in order."""
+    events: list[Event] = []
+    for data in json.loads(message):
+        kind = data.pop("kind")
+        events.append(_KINDS[kind](**data))
+    return events
 
 
 class Publisher(Protocol):
     """Where the domain sends its committed changes (the hub, in a running server)."""
 
-    async def publish(self, event: Event) -> None: ...
+    async def publish(self, *events: Event) -> None: ...
 
 
 class NoPublisher:
     """For work nobody watches live, such as loading the demo before the server starts."""
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, *events: Event) -> None:
         return None

@@ -2,8 +2,9 @@
 and healed when the broker goes away.
 
 broadcaster's `Broadcast` gives every subscriber an unbounded queue and never notices a lost
-connection (its issue #144). The hub uses broadcaster's backends directly instead: one reader
-drains the broker and hands each event to the `Listener`s of its petition, which hold at most
+connection (its issue #144). The hub uses broadcaster's backends directly instead, on one
+channel that carries every event: one reader drains the broker and hands each event to the
+`Listener`s of its petition (and to observers such as the result cache), which hold at most
 `capacity` events (or only the latest, for counts). A probe message goes round the broker every
 `probe_interval` seconds; when one does not come back, or the reader fails, the hub reconnects
 with back-off, subscribes its channels again, and gives every listener a `Resync`, on which the
@@ -16,13 +17,13 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager, suppress
 
 from broadcaster import BroadcastBackend
 
 from .backends import make_backend
-from .channels import DEFAULT_PREFIX, petition_channel
+from .channels import DEFAULT_PREFIX, events_channel
 from .events import Event, Resync, decode, encode
 
 log = logging.getLogger("petitions.subscriptions")
@@ -72,6 +73,9 @@ class Listener:
             yield await self.get()
 
 
+Observer = Callable[[Event], None]
+
+
 class Hub:
     """Publishes events to every process and delivers them to this process's listeners."""
 
@@ -91,8 +95,10 @@ class Hub:
         self.probe_interval = probe_interval
         self.probe_timeout = probe_timeout
         self.max_backoff = max_backoff
-        self._listeners: dict[str, set[Listener]] = {}
-        self._probe_channel = f"{prefix}.probe.{uuid.uuid4().hex}"
+        self._channel = events_channel(prefix)
+        self._probe = f"probe:{uuid.uuid4().hex}"
+        self._listeners: dict[int, set[Listener]] = {}
+        self._observers: list[Observer] = []
         self._backend: BroadcastBackend | None = None
         self._reader: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -109,6 +115,11 @@ class Hub:
             and _now() - self._probe_seen <= self.probe_timeout
         )
 
+    def observe(self, observer: Observer) -> None:
+        """Call `observer` with every event from any process, and with `Resync(0)` whenever
+        events may have been missed (the broker was lost, or is back)."""
+        self._observers.append(observer)
+
     async def connect(self) -> None:
         """Connect (raising if the broker cannot be reached) and start watching the line."""
         await self._open()
@@ -121,17 +132,18 @@ class Hub:
                 await self._supervisor
         await self._close()
 
-    async def publish(self, event: Event) -> None:
-        """Send `event` to every process. Never raises: the change is already committed, and
-        subscribers repair a missed event from the database (on the next event, or on resync)."""
+    async def publish(self, *events: Event) -> None:
+        """Send `events`, in order, to every process (this one included). Never raises: the
+        changes are already committed, and subscribers repair what they miss from the
+        database (on the next event, or on the resync after the broker comes back)."""
         backend = self._backend
         try:
             if backend is None:
                 raise ConnectionError("not connected")
-            channel = petition_channel(event.petition_id, self.prefix)
-            await asyncio.wait_for(backend.publish(channel, encode(event)), self.probe_timeout)
-        except Exception as error:  # the broker is away; the write itself stands
-            log.warning("could not publish a %s event: %s", event.kind, type(error).__name__)
+            for message in encode(events):
+                await asyncio.wait_for(backend.publish(self._channel, message), self.probe_timeout)
+        except Exception as error:  # the broker is away; the writes themselves stand
+            log.warning("could not publish %d event(s): %s", len(events), type(error).__name__)
 
     @asynccontextmanager
     async def listen(
@@ -139,31 +151,27 @@ class Hub:
     ) -> AsyncIterator[Listener]:
         """Listen to one petition's events. Once this yields, no later event is missed, or
         the listener gets a `Resync` after the broker comes back."""
-        channel = petition_channel(petition_id, self.prefix)
         listener = Listener(kinds, latest_only=latest_only, capacity=self.capacity)
-        listeners = self._listeners.setdefault(channel, set())
+        listeners = self._listeners.setdefault(petition_id, set())
         listeners.add(listener)
         try:
-            if len(listeners) == 1 and self._backend is not None:
-                try:
-                    await self._backend.subscribe(channel)
-                except Exception:  # lost: the supervisor resubscribes and resyncs
-                    log.warning("could not subscribe to %s; awaiting reconnection", channel)
             yield listener
         finally:
             listeners.discard(listener)
-            if not listeners and self._listeners.get(channel) is listeners:
-                del self._listeners[channel]
-                if self._backend is not None:
-                    with suppress(Exception):
-                        await self._backend.unsubscribe(channel)
+            if not listeners and self._listeners.get(petition_id) is listeners:
+                del self._listeners[petition_id]
+
+    def _deliver(self, event: Event) -> None:
+        for observer in self._observers:
+            observer(event)
+        for listener in list(self._listeners.get(event.petition_id, ())):
+            listener.put(event)
 
     async def _open(self) -> None:
         backend = make_backend(self.url, client_name=self.prefix)
         await backend.connect()
         try:
-            for channel in [self._probe_channel, *self._listeners]:
-                await backend.subscribe(channel)
+            await backend.subscribe(self._channel)
         except BaseException:
             with suppress(Exception):
                 await backend.disconnect()
@@ -184,13 +192,13 @@ class Hub:
 
     async def _read(self, backend: BroadcastBackend) -> None:
         while True:
-            message = await backend.next_published()
-            if message.channel == self._probe_channel:
-                self._probe_seen = _now()
+            message = (await backend.next_published()).message
+            if message.startswith("probe:"):
+                if message == self._probe:
+                    self._probe_seen = _now()
                 continue
-            event = decode(message.message)
-            for listener in list(self._listeners.get(message.channel, ())):
-                listener.put(event)
+            for event in decode(message):
+                self._deliver(event)
 
     async def _supervise(self) -> None:
         while True:
@@ -199,10 +207,10 @@ class Hub:
                 if self._backend is not None:
                     with suppress(Exception):
                         await asyncio.wait_for(
-                            self._backend.publish(self._probe_channel, "probe"),
-                            self.probe_timeout,
+                            self._backend.publish(self._channel, self._probe), self.probe_timeout
                         )
             log.warning("lost the broadcast backend; reconnecting")
+            self._resync_all()
             await self._close()
             backoff = 0.1
             while True:
@@ -214,15 +222,16 @@ class Hub:
                     log.warning("broadcast backend still away (%s)", type(error).__name__)
                     backoff = min(backoff * 2, self.max_backoff)
             self.reconnects += 1
-            log.info("broadcast backend back; resynchronising %d channels", len(self._listeners))
-            for channel, listeners in list(self._listeners.items()):
-                for listener in list(listeners):
-                    listener.put(Resync(_petition_of(channel)))
+            log.info("broadcast backend back; resynchronising %d petitions", len(self._listeners))
+            self._resync_all()
+
+    def _resync_all(self) -> None:
+        for observer in self._observers:
+            observer(Resync(0))
+        for petition_id, listeners in list(self._listeners.items()):
+            for listener in list(listeners):
+                listener.put(Resync(petition_id))
 
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
-
-
-def _petition_of(channel: str) -> int:
-    return int(channel.rsplit(".", 1)[1])

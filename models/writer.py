@@ -1,0 +1,193 @@
+"""Group commit: one writer per process stores every signature waiting at that moment in one
+transaction, so that throughput grows with load instead of collapsing on the petition's row.
+
+A batch locks its petitions' rows (in id order, so two processes never deadlock), refuses what
+must be refused (closed, not found, an email already there or twice in the batch), numbers the
+rest after the petition's last number, inserts them together, moves each counter once, commits,
+and only then publishes the events, in number order, and answers the callers. The unique
+constraint on (petition, canonical email) still stands behind the read: should it ever fire,
+the batch is rolled back and each of its signatures is tried alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from subscriptions import Event, Publisher
+
+from .errors import Refused
+from .petitions import MAX_PETITION_ID
+from .signing import (
+    SignatureFields,
+    Signed,
+    already_signed,
+    refusal_to_sign,
+    sign,
+    signature_added,
+)
+from .tables import Petition, Signature
+
+log = logging.getLogger("petitions.writer")
+
+
+@dataclass
+class _Waiting:
+    petition_id: int
+    fields: SignatureFields
+    answer: asyncio.Future[Signed] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def settle(self, outcome: Signed | BaseException) -> None:
+        if self.answer.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.answer.set_exception(outcome)
+        else:
+            self.answer.set_result(outcome)
+
+
+class Stopped(RuntimeError):
+    """The writer is shutting down and takes no new signature."""
+
+
+class SignatureWriter:
+    def __init__(self, publisher: Publisher, *, max_batch: int = 500) -> None:
+        self.publisher = publisher
+        self.max_batch = max_batch
+        self._waiting: deque[_Waiting] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.batches = 0
+        self.signed = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Write everything already accepted, then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def sign(self, petition_id: int, fields: SignatureFields) -> Signed:
+        """Queue one signature for the next batch and wait for its commit (or refusal)."""
+        if self._stopping:
+            raise Stopped("the server is shutting down")
+        waiting = _Waiting(petition_id, fields)
+        self._waiting.append(waiting)
+        self._wake.set()
+        # Shielded: a caller that goes away does not take its signature out of a batch.
+        return await asyncio.shield(waiting.answer)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._waiting:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [
+                self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))
+            ]
+            try:
+                # A task of its own per batch: Tortoise keeps the current transaction in a
+                # context variable, and a transaction broken by a lost connection would
+                # otherwise stay current in this long-lived task, failing every later batch.
+                await asyncio.create_task(self._write(batch))
+            except IntegrityError:
+                log.warning("a batch of %d hit a unique constraint; signing one by one", len(batch))
+                await self._write_one_by_one(batch)
+            except Exception as error:  # the database failed: nothing of this batch is stored
+                log.warning("a batch of %d failed: %s", len(batch), type(error).__name__)
+                for waiting in batch:
+                    waiting.settle(error)
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        refusals: list[tuple[_Waiting, Refused]] = []
+        by_petition: dict[int, list[_Waiting]] = {}
+        for waiting in batch:
+            by_petition.setdefault(waiting.petition_id, []).append(waiting)
+        now = datetime.now(UTC)
+        written: list[tuple[_Waiting, Signature, Petition]] = []
+        async with in_transaction() as connection:
+            ids = sorted(pk for pk in by_petition if 0 < pk <= MAX_PETITION_ID)
+            locked = await (
+                Petition.filter(id__in=ids).select_for_update().order_by("id").using_db(connection)
+            )
+            petitions = {petition.id: petition for petition in locked}
+            for petition_id, waitings in by_petition.items():
+                petition = petitions.get(petition_id)
+                refusal = refusal_to_sign(petition)
+                if refusal is not None:
+                    refusals += [(waiting, refusal) for waiting in waitings]
+                    continue
+                assert petition is not None
+                emails = [waiting.fields.email_canonical for waiting in waitings]
+                found = (
+                    await Signature.filter(petition_id=petition_id, email_canonical__in=emails)
+                    .using_db(connection)
+                    .values_list("email_canonical", flat=True)
+                )
+                taken = {str(email) for email in found}
+                rows: list[tuple[_Waiting, Signature]] = []
+                for waiting in waitings:
+                    canonical = waiting.fields.email_canonical
+                    if canonical in taken:
+                        refusals.append((waiting, already_signed()))
+                        continue
+                    taken.add(canonical)
+                    number = petition.last_signature_number + len(rows) + 1
+                    rows.append((waiting, waiting.fields.row(petition_id, number, created_at=now)))
+                if not rows:
+                    continue
+                await Signature.bulk_create([row for _, row in rows], using_db=connection)
+                first = petition.last_signature_number + 1
+                ids_by_number = dict(
+                    await Signature.filter(petition_id=petition_id, number__gte=first)
+                    .using_db(connection)
+                    .values_list("number", "id")
+                )
+                await (
+                    Petition.filter(id=petition_id)
+                    .using_db(connection)
+                    .update(
+                        signature_count=F("signature_count") + len(rows),
+                        last_signature_number=F("last_signature_number") + len(rows),
+                    )
+                )
+                for offset, (waiting, row) in enumerate(rows, start=1):
+                    row.id = ids_by_number[row.number]
+                    snapshot = copy.copy(petition)
+                    snapshot.signature_count = petition.signature_count + offset
+                    snapshot.last_signature_number = row.number
+                    written.append((waiting, row, snapshot))
+        self.batches += 1
+        self.signed += len(written)
+        events: list[Event] = [signature_added(row, snapshot) for _, row, snapshot in written]
+        await self.publisher.publish(*events)
+        for waiting, row, snapshot in written:
+            waiting.settle(Signed(row, snapshot))
+        for waiting, refusal in refusals:
+            waiting.settle(refusal)
+
+    async def _write_one_by_one(self, batch: list[_Waiting]) -> None:
+        for waiting in batch:
+            try:
+                waiting.settle(
+                    await sign(waiting.petition_id, waiting.fields, publisher=self.publisher)
+                )
+            except Exception as error:
+                waiting.settle(error)
