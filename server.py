@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import uvicorn
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -26,7 +27,7 @@ from tortoise.context import TortoiseContext
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 import models
-from schema import Context, is_admin, make_schema
+from schema import Context, ResultCache, is_admin, make_schema
 from subscriptions import Hub
 
 log = logging.getLogger("petitions")
@@ -73,21 +74,90 @@ class Settings:
 class State(TypedDict):
     database: TortoiseContext
     hub: Hub
+    cache: ResultCache
     writer: models.SignatureWriter
     settings: Settings
 
 
+_CONTEXT = "petitions.context"
+_CACHEABLE_BODY = 16_384
+
+
 class GraphQLApp(GraphQL[Context, None]):
-    """Strawberry's ASGI app, with our context built from the lifespan state."""
+    """Strawberry's ASGI app, with our context built from the lifespan state, and hot public
+    reads answered from the result cache."""
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.state
-        return Context(
+        context = Context(
             hub=state.hub,
             writer=state.writer,
             admin=is_admin(request, state.settings.admin_token),
             connection=request,
         )
+        request.scope[_CONTEXT] = context
+        return context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        cache: ResultCache = request.state.cache
+        key = await _cache_key(request)
+        if key is not None and (kept := cache.get(key)) is not None:
+            await _send_json(send, kept, _cache_control(request, cacheable=True))
+            return
+        since = cache.generation
+        try:
+            response = await self.run(request)
+        except HTTPException as error:
+            response = PlainTextResponse(error.reason, status_code=error.status_code)
+        context: Context | None = scope.get(_CONTEXT)
+        body: bytes | None = getattr(response, "body", None)  # streamed answers are not kept
+        cacheable = False
+        if key is not None and context is not None and body is not None:
+            reads = context.reads
+            if response.status_code == 200 and reads.keepable and b'"errors"' not in body:
+                cache.put(key, body, reads, since)
+                cacheable = True
+        response.headers["Cache-Control"] = _cache_control(request, cacheable=cacheable)
+        if key is not None:
+            response.headers["X-Cache"] = "miss"
+        await response(scope, receive, send)
+
+
+async def _cache_key(request: Request) -> bytes | None:
+    """The exact request, for a public query that might be kept; None for anything else."""
+    if "authorization" in request.headers:
+        return None  # admins see drafts: never share their answers
+    if request.method == "GET":
+        return b"G" + bytes(request.scope["query_string"])
+    if request.method == "POST" and request.headers.get("content-type", "").startswith(
+        "application/json"
+    ):
+        body = await request.body()  # kept by Starlette for Strawberry to read again
+        return b"P" + body if len(body) <= _CACHEABLE_BODY else None
+    return None
+
+
+def _cache_control(request: Request, *, cacheable: bool) -> str:
+    """Honest caching for GET: a public answer may be kept a second (a CDN absorbs the
+    reloaders; live pages subscribe); anything else is never stored."""
+    if cacheable and request.method == "GET":
+        return "public, max-age=1"
+    return "no-store"
+
+
+async def _send_json(send: Send, body: bytes, cache_control: str) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", cache_control.encode()),
+        (b"x-cache", b"hit"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class DatabaseContext:
@@ -136,11 +206,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 capacity=settings.subscriber_buffer,
                 prefix=settings.channel_prefix,
             )
+            cache = ResultCache(enabled=lambda: hub.healthy)
+            hub.observe(cache.observe)
             await hub.connect()
             writer = models.SignatureWriter(hub)
             writer.start()
             try:
-                yield {"database": database, "hub": hub, "writer": writer, "settings": settings}
+                yield {
+                    "database": database,
+                    "hub": hub,
+                    "cache": cache,
+                    "writer": writer,
+                    "settings": settings,
+                }
             finally:
                 await writer.stop()  # every accepted signature is written before we go
                 await hub.disconnect()

@@ -9,7 +9,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
-from subscriptions import CountChanged, Publisher
+from subscriptions import PetitionChanged, Publisher
 
 from .errors import RefusalCode, Refused
 from .tables import Petition, PetitionStatus
@@ -151,15 +151,11 @@ async def update_petition(
         }
     )
     clean.done()
-    goal_changed = (
-        "signature_goal" in values and values["signature_goal"] != petition.signature_goal
-    )
     if values:
         # Never write the counters from this (possibly stale) copy: update only what changed.
         await Petition.filter(id=petition_id).update(**values)
         await petition.refresh_from_db()
-    if goal_changed:
         await publisher.publish(
-            CountChanged(petition.id, petition.signature_count, petition.signature_goal)
+            PetitionChanged(petition.id, petition.signature_count, petition.signature_goal)
         )
     return petition

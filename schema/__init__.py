@@ -15,6 +15,7 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext
 
+from .cache import ResultCache
 from .context import Context, Info, is_admin
 from .errors import PublicError, should_mask, without_input_values
 from .mutations import Mutation
@@ -53,4 +54,13 @@ def make_schema(*, introspection: bool = True) -> strawberry.Schema:
 
 schema = make_schema()
 
-__all__ = ["Context", "Info", "Node", "PublicError", "is_admin", "make_schema", "schema"]
+__all__ = [
+    "Context",
+    "Info",
+    "Node",
+    "PublicError",
+    "ResultCache",
+    "is_admin",
+    "make_schema",
+    "schema",
+]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import strawberry
 from starlette.requests import HTTPConnection
 
 from models import SignatureWriter
 from subscriptions import Hub
+
+from .cache import Reads
 
 
 @dataclass
@@ -18,6 +20,7 @@ class Context:
     writer: SignatureWriter
     admin: bool
     connection: HTTPConnection
+    reads: Reads = field(default_factory=Reads)
 
 
 Info = strawberry.Info[Context, None]

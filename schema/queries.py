@@ -29,20 +29,25 @@ async def resolve_node(info: Info, id: str) -> Node | None:
         return None
     type_name, pk = parsed
     admin = info.context.admin
+    reads = info.context.reads
     if type_name == "Petition":
         petition = await models.find_petition(admin=admin, petition_id=pk)
-        return Petition.from_row(petition) if petition else None
-    if type_name == "Signature":
+        if petition is not None:
+            reads.petition(petition.id, petition.closes_at)
+            return Petition.from_row(petition)
+    elif type_name == "Signature":
         signature = await models.Signature.get_or_none(id=pk).select_related("petition")
         if signature and (admin or signature.petition.status != models.PetitionStatus.DRAFT):
+            reads.petition(signature.petition.id, signature.petition.closes_at)
             return Signature.from_row(signature)
-        return None
-    if type_name == "Comment":
+    elif type_name == "Comment":
         comment = await models.Comment.get_or_none(
             id=pk, status=models.CommentStatus.PUBLISHED
         ).select_related("petition")
         if comment and (admin or comment.petition.status != models.PetitionStatus.DRAFT):
+            reads.petition(comment.petition.id, comment.petition.closes_at)
             return Comment.from_row(comment)
+    reads.forbid()  # nothing found: no event would tell when something is
     return None
 
 
@@ -58,15 +63,19 @@ class Query:
     ) -> Petition | None:
         if (id is None) == (slug is None):
             raise PublicError("Give the petition's `id` or its `slug`, exactly one of them.")
-        admin = info.context.admin
+        admin, reads = info.context.admin, info.context.reads
+        row = None
         if id is not None:
             parsed = parse_global_id(id)
-            if parsed is None or parsed[0] != "Petition":
-                return None
-            row = await models.find_petition(admin=admin, petition_id=parsed[1])
+            if parsed is not None and parsed[0] == "Petition":
+                row = await models.find_petition(admin=admin, petition_id=parsed[1])
         else:
             row = await models.find_petition(admin=admin, slug=slug)
-        return Petition.from_row(row) if row else None
+        if row is None:
+            reads.forbid()  # nothing found: no event would tell when something is
+            return None
+        reads.petition(row.id, row.closes_at)
+        return Petition.from_row(row)
 
     @strawberry.field(description="Petitions the caller may see, newest first.")
     async def petitions(
@@ -78,6 +87,7 @@ class Query:
         before: str | None = None,
         status: PetitionStatus | None = None,
     ) -> PetitionConnection:
+        info.context.reads.forbid()  # any petition's change or closing time changes lists
         window = Window.parse("petition", first, after, last, before)
         rows = models.visible_petitions(admin=info.context.admin)
         if status is not None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 import models
-from subscriptions import CommentAdded, CountChanged, FellBehind, Resync, SignatureAdded
+from subscriptions import CommentAdded, FellBehind, PetitionChanged, Resync, SignatureAdded
 
 from .context import Info
 from .errors import PublicError
@@ -77,11 +77,11 @@ async def _signature_counts(
                 count, goal = petition.signature_count, petition.signature_goal
                 yield _count_update(petition.id, count, goal)
                 continue
-            assert isinstance(event, CountChanged | SignatureAdded)
+            assert isinstance(event, PetitionChanged | SignatureAdded)
             # Signature counts only grow, so an older event arriving late is dropped;
             # a goal change comes with the count as it then was.
             if event.signature_count > count or (
-                isinstance(event, CountChanged) and event.signature_goal != goal
+                isinstance(event, PetitionChanged) and event.signature_goal != goal
             ):
                 count = max(count, event.signature_count)
                 goal = event.signature_goal

@@ -3,9 +3,9 @@
 from .channels import events_channel
 from .events import (
     CommentAdded,
-    CountChanged,
     Event,
     NoPublisher,
+    PetitionChanged,
     Publisher,
     Resync,
     SignatureAdded,
@@ -16,7 +16,7 @@ from .hub import FellBehind, Hub, Listener, Observer
 
 __all__ = [
     "CommentAdded",
-    "CountChanged",
+    "PetitionChanged",
     "Event",
     "FellBehind",
     "Hub",

@@ -9,8 +9,8 @@ from typing import ClassVar, Protocol
 
 
 @dataclass(frozen=True)
-class CountChanged:
-    """A petition's signature count or goal, as absolute values (a resync is one of these)."""
+class PetitionChanged:
+    """An admin changed a petition (its goal, status, text…); its counts, as absolute values."""
 
     kind: ClassVar[str] = "count"
     petition_id: int
@@ -54,9 +54,9 @@ class Resync:
     petition_id: int
 
 
-Event = CountChanged | SignatureAdded | CommentAdded | Resync
-_KINDS: dict[str, type[CountChanged] | type[SignatureAdded] | type[CommentAdded]] = {
-    cls.kind: cls for cls in (CountChanged, SignatureAdded, CommentAdded)
+Event = PetitionChanged | SignatureAdded | CommentAdded | Resync
+_KINDS: dict[str, type[PetitionChanged] | type[SignatureAdded] | type[CommentAdded]] = {
+    cls.kind: cls for cls in (PetitionChanged, SignatureAdded, CommentAdded)
 }
 
 

@@ -116,8 +116,9 @@ class Hub:
         )
 
     def observe(self, observer: Observer) -> None:
-        """Call `observer` with every event from any process, and with `Resync(0)` whenever
-        events may have been missed (the broker was lost, or is back)."""
+        """Call `observer` with every event from any process (this process's own events both
+        when published and when they come back), and with `Resync(0)` whenever events may
+        have been missed (the broker was lost, or is back)."""
         self._observers.append(observer)
 
     async def connect(self) -> None:
@@ -136,6 +137,9 @@ class Hub:
         """Send `events`, in order, to every process (this one included). Never raises: the
         changes are already committed, and subscribers repair what they miss from the
         database (on the next event, or on the resync after the broker comes back)."""
+        for event in events:  # this process's caches at once: a caller reads its own writes
+            for observer in self._observers:
+                observer(event)
         backend = self._backend
         try:
             if backend is None:

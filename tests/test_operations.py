@@ -9,7 +9,7 @@ from tortoise.context import require_context
 
 import models
 from server import Settings
-from subscriptions import CountChanged, FellBehind, Hub, SignatureAdded
+from subscriptions import FellBehind, Hub, PetitionChanged, SignatureAdded
 from tests.processes import run_command, server_process, service_env
 
 DEMO_QUERY = """
@@ -86,7 +86,7 @@ async def test_a_slow_listener_is_cut_off_without_slowing_the_others():
                 )
                 await asyncio.sleep(0)
                 received.append(await asyncio.wait_for(fast.get(), 5))
-            await hub.publish(CountChanged(1, 20, 100))
+            await hub.publish(PetitionChanged(1, 20, 100))
             latest = await asyncio.wait_for(counter.get(), 5)
 
             try:
@@ -97,5 +97,5 @@ async def test_a_slow_listener_is_cut_off_without_slowing_the_others():
         await hub.disconnect()
 
     assert [event.number for event in received] == list(range(1, 21))
-    assert latest == CountChanged(1, 20, 100)
+    assert latest == PetitionChanged(1, 20, 100)
     assert cut_off == "the client fell too far behind the events; subscribe again"

@@ -168,6 +168,15 @@ async def test_two_processes_share_one_database_and_every_subscriber_sees_the_sa
             rows, counter = await stored_counts(database_url, pk_of(petition["id"]))
             final_a = await count_reaches(on_a, rows)
             final_b = await count_reaches(on_b, rows)
+            # and readers of either process (cached answers included) read the same count
+            read = []
+            for url in (a.url, b.url, a.url, b.url):
+                async with httpx.AsyncClient(base_url=url) as http:
+                    found = await GraphQLClient(http)(
+                        "query($id: ID!) { petition(id: $id) { signatureCount } }",
+                        {"id": petition["id"]},
+                    )
+                read.append(found["data"]["petition"]["signatureCount"])
 
     print(
         f"\nmulti-process: {len(emails)} signs, {len(load.accepted)} accepted, "
@@ -179,6 +188,7 @@ async def test_two_processes_share_one_database_and_every_subscriber_sees_the_sa
     assert set(load.refused) == {"ALREADY_SIGNED"}
     assert len(load.refused) == 50
     assert rows == counter == final_a == final_b == 450
+    assert read == [450] * 4
 
 
 async def kill_clients(prefix: str) -> int:
