@@ -50,6 +50,7 @@ class Settings:
     subscriber_buffer: int = 1000
     ws_compression: bool = False
     channel_prefix: str = "petitions"
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -68,6 +69,7 @@ class Settings:
             ),
             ws_compression=_flag(env.get("PETITIONS_WS_COMPRESSION", "false")),
             channel_prefix=env.get("PETITIONS_CHANNEL_PREFIX") or default.channel_prefix,
+            access_log=_flag(env.get("PETITIONS_ACCESS_LOG", "false")),
         )
 
 
@@ -328,6 +330,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         "port": args.port,
         "ws_per_message_deflate": settings.ws_compression,
         "timeout_graceful_shutdown": 30,
+        "access_log": settings.access_log,
         "log_level": "info",
     }
     if args.workers > 1:  # each worker imports `server:app`, configured by the same variables
