@@ -11,7 +11,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from .errors import PublicError
-from .ids import parse_cursor
+from .ids import cursor, parse_cursor
 
 DEFAULT_PAGE = 10
 MAX_PAGE = 100
@@ -98,3 +98,27 @@ async def keyset_page(items: QuerySet[M], key: str, window: Window, *, descendin
         and await items.filter(**{f"{key}__{later}e": window.before}).exists()
     )
     return Page(rows[::-1], has_next=beyond, has_previous=more)
+
+
+async def paginate(
+    kind: str,
+    items: QuerySet[M],
+    key: str,
+    *,
+    descending: bool,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> tuple[list[tuple[str, M]], PageInfo]:
+    """One page of a connection: its (cursor, row) pairs and its `PageInfo`."""
+    window = Window.parse(kind, first, after, last, before)
+    page = await keyset_page(items, key, window, descending=descending)
+    cursors = [cursor(kind, getattr(row, key)) for row in page.items]
+    info = PageInfo(
+        has_next_page=page.has_next,
+        has_previous_page=page.has_previous,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+    )
+    return list(zip(cursors, page.items, strict=True)), info

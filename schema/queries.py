@@ -8,8 +8,8 @@ import models
 
 from .context import Info
 from .errors import PublicError
-from .ids import cursor, parse_global_id
-from .pagination import Window, keyset_page
+from .ids import parse_global_id
+from .pagination import paginate
 from .types import (
     Comment,
     Node,
@@ -18,7 +18,6 @@ from .types import (
     PetitionEdge,
     PetitionStatus,
     Signature,
-    page_info,
 )
 
 
@@ -88,17 +87,21 @@ class Query:
         status: PetitionStatus | None = None,
     ) -> PetitionConnection:
         info.context.reads.forbid()  # any petition's change or closing time changes lists
-        window = Window.parse("petition", first, after, last, before)
         rows = models.visible_petitions(admin=info.context.admin)
         if status is not None:
             rows = models.with_status(rows, status)
-        page = await keyset_page(rows, "id", window, descending=True)
-        cursors = [cursor("petition", row.id) for row in page.items]
+        edges, page_info = await paginate(
+            "petition",
+            rows,
+            "id",
+            descending=True,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
         return PetitionConnection(
-            edges=[
-                PetitionEdge(cursor=c, node=Petition.from_row(row))
-                for c, row in zip(cursors, page.items, strict=True)
-            ],
-            page_info=page_info(page, cursors),
+            edges=[PetitionEdge(cursor=c, node=Petition.from_row(row)) for c, row in edges],
+            page_info=page_info,
             total_count=await rows.count(),
         )

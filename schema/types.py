@@ -9,8 +9,8 @@ import strawberry
 import models
 from subscriptions import CommentAdded, SignatureAdded
 
-from .ids import cursor, global_id
-from .pagination import Page, PageInfo, Window, keyset_page
+from .ids import global_id
+from .pagination import PageInfo, paginate
 
 PetitionStatus = models.PetitionStatus
 strawberry.enum(
@@ -103,17 +103,6 @@ class CommentConnection:
     total_count: int = strawberry.field(description="All published comments.")
 
 
-def page_info(
-    page: Page[models.Signature] | Page[models.Comment] | Page[models.Petition], cursors: list[str]
-) -> PageInfo:
-    return PageInfo(
-        has_next_page=page.has_next,
-        has_previous_page=page.has_previous,
-        start_cursor=cursors[0] if cursors else None,
-        end_cursor=cursors[-1] if cursors else None,
-    )
-
-
 @strawberry.type(description="A petition: what it asks, of whom, and how many have signed.")
 class Petition(Node):
     slug: str = strawberry.field(description="Unique, URL-safe name, derived from the title.")
@@ -163,16 +152,20 @@ class Petition(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> SignatureConnection:
-        window = Window.parse("signature", first, after, last, before)
         rows = models.Signature.filter(petition_id=self.pk)
-        page = await keyset_page(rows, "number", window, descending=True)
-        cursors = [cursor("signature", row.number) for row in page.items]
+        edges, info = await paginate(
+            "signature",
+            rows,
+            "number",
+            descending=True,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
         return SignatureConnection(
-            edges=[
-                SignatureEdge(cursor=c, node=Signature.from_row(row))
-                for c, row in zip(cursors, page.items, strict=True)
-            ],
-            page_info=page_info(page, cursors),
+            edges=[SignatureEdge(cursor=c, node=Signature.from_row(row)) for c, row in edges],
+            page_info=info,
             total_count=self.signature_count,
         )
 
@@ -184,16 +177,20 @@ class Petition(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> CommentConnection:
-        window = Window.parse("comment", first, after, last, before)
         rows = models.Comment.filter(petition_id=self.pk, status=models.CommentStatus.PUBLISHED)
-        page = await keyset_page(rows, "id", window, descending=False)
-        cursors = [cursor("comment", row.id) for row in page.items]
+        edges, info = await paginate(
+            "comment",
+            rows,
+            "id",
+            descending=False,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
         return CommentConnection(
-            edges=[
-                CommentEdge(cursor=c, node=Comment.from_row(row))
-                for c, row in zip(cursors, page.items, strict=True)
-            ],
-            page_info=page_info(page, cursors),
+            edges=[CommentEdge(cursor=c, node=Comment.from_row(row)) for c, row in edges],
+            page_info=info,
             total_count=self.comment_count,
         )
 
