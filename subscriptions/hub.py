@@ -206,13 +206,7 @@ class Hub:
 
     async def _supervise(self) -> None:
         while True:
-            while self.healthy:
-                await asyncio.sleep(self.probe_interval)
-                if self._backend is not None:
-                    with suppress(Exception):
-                        await asyncio.wait_for(
-                            self._backend.publish(self._channel, self._probe), self.probe_timeout
-                        )
+            await self._until_lost()
             log.warning("lost the broadcast backend; reconnecting")
             self._resync_all()
             await self._close()
@@ -228,6 +222,24 @@ class Hub:
             self.reconnects += 1
             log.info("broadcast backend back; resynchronising %d petitions", len(self._listeners))
             self._resync_all()
+
+    async def _until_lost(self) -> None:
+        """Send probes until one fails to come back. A loop too busy to read the echo in time
+        (a burst of handshakes, say) gets a grace period before the line is declared lost."""
+        while True:
+            await asyncio.sleep(self.probe_interval)
+            if not self.healthy:
+                for _ in range(10):
+                    await asyncio.sleep(self.probe_interval / 5)
+                    if self.healthy:
+                        break
+                else:
+                    return
+            if self._backend is not None:
+                with suppress(Exception):
+                    await asyncio.wait_for(
+                        self._backend.publish(self._channel, self._probe), self.probe_timeout
+                    )
 
     def _resync_all(self) -> None:
         for observer in self._observers:
