@@ -28,6 +28,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 import models
 from schema import Context, ResultCache, is_admin, make_schema
+from schema.cohorts import Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
 from subscriptions import Hub
 
 log = logging.getLogger("petitions")
@@ -86,8 +87,15 @@ _CACHEABLE_BODY = 16_384
 
 
 class GraphQLApp(GraphQL[Context, None]):
-    """Strawberry's ASGI app, with our context built from the lifespan state, and hot public
-    reads answered from the result cache."""
+    """Strawberry's ASGI app, with our context built from the lifespan state, hot public
+    reads answered from the result cache, and hot subscriptions served in cohorts."""
+
+    graphql_transport_ws_handler_class = CohortTransportWSHandler
+    websocket_adapter_class = TextWebSocketAdapter
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cohorts = Cohorts()
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.state
