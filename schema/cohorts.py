@@ -3,7 +3,9 @@
 Ten thousand pages watching one petition's count ask the very same thing. Executed one by one,
 each new count costs ten thousand GraphQL executions; in a cohort (as Hasura calls it) it costs
 one, and each member's socket is sent the same encoded payload behind its own operation id.
-Members keep only the latest payload not yet sent, so a slow socket delays itself alone.
+Members keep only the latest payload not yet sent, so a slow socket delays itself alone, and
+a cohort sends at most one wave every `WAVE_INTERVAL` seconds: a burst of signatures becomes
+one frame per member carrying the latest count (the contract allows a second).
 
 Hot means: a `graphql-transport-ws` subscription document with one operation whose only root
 field is `signatureCount`. Members of one cohort share document, variables, operation name and
@@ -37,6 +39,8 @@ from .context import Context
 log = logging.getLogger("petitions.cohorts")
 
 HOT_FIELDS = frozenset({"signatureCount"})
+WAVE_INTERVAL = 0.5  # seconds between two waves of one cohort
+WAVE_CHUNK = 500  # members woken at once; the loop serves other work between chunks
 
 CohortKey = tuple[str, str, str | None, bool]
 
@@ -70,20 +74,24 @@ def is_hot(query: str, operation_name: str | None) -> bool:
 class _Member:
     """One subscriber's slot: the latest payload it has not been sent yet."""
 
-    __slots__ = ("ended", "pending", "ready")
+    __slots__ = ("ended", "pending", "waiter")
 
     def __init__(self) -> None:
         self.pending: str | None = None
         self.ended = False
-        self.ready = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None  # a bare future: cheaper than an Event
 
     def offer(self, payload: str) -> None:
         self.pending = payload
-        self.ready.set()
+        self._wake()
 
     def end(self) -> None:
         self.ended = True
-        self.ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     async def next(self) -> str | None:
         """The next payload to send, or None once the cohort has ended."""
@@ -93,8 +101,8 @@ class _Member:
                 return payload
             if self.ended:
                 return None
-            self.ready.clear()
-            await self.ready.wait()
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
 
 
 @dataclass
@@ -112,7 +120,18 @@ class Cohort:
         self.members: set[_Member] = set()
         self.latest: str | None = None
         self.end: _End | None = None
+        self._sent: str | None = None
+        self._last_wave = 0.0
+        self._wave: asyncio.TimerHandle | None = None
+        self._waving: asyncio.Task[None] | None = None
         self.task = asyncio.create_task(self._run(handler, operation))
+
+    def close(self) -> None:
+        if self._wave is not None:
+            self._wave.cancel()
+        if self._waving is not None:
+            self._waving.cancel()
+        self.task.cancel()
 
     def join(self, member: _Member) -> None:
         self.members.add(member)
@@ -144,8 +163,7 @@ class Cohort:
                     if result.errors:
                         payload["errors"] = [error.formatted for error in result.errors]
                     self.latest = json.dumps(payload, separators=(",", ":"))
-                    for member in self.members:
-                        member.offer(self.latest)
+                    self._schedule_wave()
             self._finish(_End("complete"))
         except asyncio.CancelledError:
             raise
@@ -153,7 +171,38 @@ class Cohort:
             log.warning("a cohort ended on %s", type(error).__name__)
             self._finish(_End("error", [{"message": "Internal server error."}]))
 
+    def _schedule_wave(self) -> None:
+        if self._wave is not None:
+            return  # the wave already due carries the latest payload
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_wave + WAVE_INTERVAL - loop.time())
+        self._wave = loop.call_later(delay, self._send_wave)
+
+    def _send_wave(self) -> None:
+        self._wave = None
+        self._last_wave = asyncio.get_running_loop().time()
+        if self.latest is None or self.latest == self._sent:
+            return
+        self._sent = self.latest
+        if self._waving is not None:
+            self._waving.cancel()  # its members get this newer payload instead
+        members = list(self.members)
+        for member in members[:WAVE_CHUNK]:
+            member.offer(self.latest)
+        if len(members) > WAVE_CHUNK:
+            self._waving = asyncio.create_task(self._offer_rest(members, self.latest))
+
+    async def _offer_rest(self, members: list[_Member], payload: str) -> None:
+        """Wake a large cohort a chunk at a time, so requests are served between chunks."""
+        for start in range(WAVE_CHUNK, len(members), WAVE_CHUNK):
+            await asyncio.sleep(0)
+            for member in members[start : start + WAVE_CHUNK]:
+                member.offer(payload)
+
     def _finish(self, end: _End) -> None:
+        if self._wave is not None:
+            self._wave.cancel()
+            self._send_wave()
         self.end = end
         for member in self.members:
             member.end()
@@ -181,7 +230,7 @@ class Cohorts:
     def leave(self, key: CohortKey, cohort: Cohort, member: _Member) -> None:
         cohort.members.discard(member)
         if not cohort.members:
-            cohort.task.cancel()
+            cohort.close()
             if self._cohorts.get(key) is cohort:
                 del self._cohorts[key]
 
