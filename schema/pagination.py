@@ -75,28 +75,29 @@ class Page(Generic[M]):
 
 
 async def keyset_page(items: QuerySet[M], key: str, window: Window, *, descending: bool) -> Page[M]:
-    """One page of `items` ordered by the unique integer `key`; one extra row tells if more
-    follow."""
+    """One page of `items` ordered by the unique integer `key`, in one query: it reads from
+    the cursor's own item (present: something precedes the page) to one past the page (present:
+    something follows it)."""
     later, earlier = ("lt", "gt") if descending else ("gt", "lt")
+    start, end = (window.after, window.before) if window.forward else (window.before, window.after)
+    toward, away = (later, earlier) if window.forward else (earlier, later)
     bounded = items
-    if window.after is not None:
-        bounded = bounded.filter(**{f"{key}__{later}": window.after})
-    if window.before is not None:
-        bounded = bounded.filter(**{f"{key}__{earlier}": window.before})
+    if start is not None:
+        bounded = bounded.filter(**{f"{key}__{toward}e": start})
+    if end is not None:
+        bounded = bounded.filter(**{f"{key}__{away}": end})
     order = f"-{key}" if descending == window.forward else key
-    rows = list(await bounded.order_by(order).limit(window.size + 1))
+    rows = list(await bounded.order_by(order).limit(window.size + 2))
+    beyond = False
+    if start is not None:
+        if rows and getattr(rows[0], key) == start:
+            rows, beyond = rows[1:], True
+        else:  # the cursor's own item is gone: ask whether anything precedes the page
+            beyond = await items.filter(**{f"{key}__{away}e": start}).exists()
     more = len(rows) > window.size
     rows = rows[: window.size]
     if window.forward:
-        beyond = (
-            window.after is not None
-            and await items.filter(**{f"{key}__{earlier}e": window.after}).exists()
-        )
         return Page(rows, has_next=more, has_previous=beyond)
-    beyond = (
-        window.before is not None
-        and await items.filter(**{f"{key}__{later}e": window.before}).exists()
-    )
     return Page(rows[::-1], has_next=beyond, has_previous=more)
 
 

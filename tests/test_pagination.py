@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import models
+from schema.ids import cursor
 from tests.factories import ADD_COMMENT, create_petition, sign
 
 SIGNATURES_PAGE = """
@@ -209,3 +210,18 @@ async def test_petitions_are_listed_newest_first(gql):
     assert first["totalCount"] == 4
     assert first["pageInfo"]["hasNextPage"] is True
     assert rest["pageInfo"]["hasNextPage"] is False
+
+
+async def test_a_cursor_whose_item_is_gone_still_pages_from_its_position(gql, demo):
+    # given a well-formed cursor for signature number 500, which does not exist (241 do)
+    page = await read_page(gql, first=3, after=cursor("signature", 500))
+    before_first = await read_page(gql, last=3, before=cursor("signature", 0))
+
+    assert [edge["node"]["name"] for edge in page["edges"]] == [
+        "Peter Kelly",
+        "Barbra Doherty",
+        "Marianne Mancini",
+    ]
+    assert page["pageInfo"]["hasPreviousPage"] is False
+    assert before_first["edges"][-1]["cursor"] == cursor("signature", 1)
+    assert before_first["pageInfo"]["hasNextPage"] is False
