@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -323,6 +324,13 @@ async def _check_counts(settings: Settings, repair: bool) -> int:
         return 0 if not left else 1
 
 
+def _raise_open_file_limit() -> None:
+    """Every websocket is a file: take the hard limit on open files, not the soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers > 1 and settings.broadcast_url.startswith("memory:"):
         print(
@@ -333,6 +341,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     asyncio.run(prepare_database(settings))  # refuse a schema that is behind, before forking
+    _raise_open_file_limit()
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,

@@ -86,7 +86,7 @@ class Hub:
         capacity: int = 1000,
         prefix: str = DEFAULT_PREFIX,
         probe_interval: float = 1.0,
-        probe_timeout: float = 3.0,
+        probe_timeout: float = 10.0,
         max_backoff: float = 5.0,
     ) -> None:
         self.url = url
@@ -96,7 +96,9 @@ class Hub:
         self.probe_timeout = probe_timeout
         self.max_backoff = max_backoff
         self._channel = events_channel(prefix)
-        self._probe = f"probe:{uuid.uuid4().hex}"
+        self._in_process = url.startswith("memory:")  # nothing between us to go silent
+        self._origin = uuid.uuid4().hex  # marks this process's own messages on the wire
+        self._probe = f"probe:{self._origin}"
         self._listeners: dict[int, set[Listener]] = {}
         self._observers: list[Observer] = []
         self._backend: BroadcastBackend | None = None
@@ -107,12 +109,15 @@ class Hub:
 
     @property
     def healthy(self) -> bool:
-        """Connected, reading, and the last probe came back in time."""
+        """Connected, reading, and the last probe came back in time. A dropped connection
+        ends the reader at once; the probe catches a line that went silent (a broker that
+        stalls, a network that drops packets), so its timeout is generous: a busy machine
+        may keep an idle process from reading its echo for seconds."""
         return (
             self._backend is not None
             and self._reader is not None
             and not self._reader.done()
-            and _now() - self._probe_seen <= self.probe_timeout
+            and (self._in_process or _now() - self._probe_seen <= self.probe_timeout)
         )
 
     def observe(self, observer: Observer) -> None:
@@ -145,7 +150,8 @@ class Hub:
             if backend is None:
                 raise ConnectionError("not connected")
             for message in encode(events):
-                await asyncio.wait_for(backend.publish(self._channel, message), self.probe_timeout)
+                wire = f"{self._origin}|{message}"
+                await asyncio.wait_for(backend.publish(self._channel, wire), self.probe_timeout)
         except Exception as error:  # the broker is away; the writes themselves stand
             log.warning("could not publish %d event(s): %s", len(events), type(error).__name__)
 
@@ -165,9 +171,10 @@ class Hub:
             if not listeners and self._listeners.get(petition_id) is listeners:
                 del self._listeners[petition_id]
 
-    def _deliver(self, event: Event) -> None:
-        for observer in self._observers:
-            observer(event)
+    def _deliver(self, event: Event, *, observed: bool) -> None:
+        if not observed:
+            for observer in self._observers:
+                observer(event)
         for listener in list(self._listeners.get(event.petition_id, ())):
             listener.put(event)
 
@@ -201,8 +208,10 @@ class Hub:
                 if message == self._probe:
                     self._probe_seen = _now()
                 continue
-            for event in decode(message):
-                self._deliver(event)
+            origin, _, events = message.partition("|")
+            for event in decode(events):
+                # this process's observers saw its own events when they were published
+                self._deliver(event, observed=origin == self._origin)
 
     async def _supervise(self) -> None:
         while True:

@@ -1,0 +1,1 @@
+"""The benchmark of the petition service: `python -m bench --help`."""
