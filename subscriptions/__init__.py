@@ -4,7 +4,6 @@ from .channels import events_channel
 from .events import (
     CommentAdded,
     Event,
-    NoPublisher,
     PetitionChanged,
     Publisher,
     Resync,
@@ -21,7 +20,6 @@ __all__ = [
     "FellBehind",
     "Hub",
     "Listener",
-    "NoPublisher",
     "Observer",
     "Publisher",
     "Resync",

@@ -94,10 +94,3 @@ class Publisher(Protocol):
     """Where the domain sends its committed changes (the hub, in a running server)."""
 
     async def publish(self, *events: Event) -> None: ...
-
-
-class NoPublisher:
-    """For work nobody watches live, such as loading the demo before the server starts."""
-
-    async def publish(self, *events: Event) -> None:
-        return None
