@@ -7,8 +7,11 @@ from .errors import Problem, RefusalCode, Refused
 from .petitions import (
     create_petition,
     find_petition,
+    published_comments,
     update_petition,
+    visible_comments,
     visible_petitions,
+    visible_signatures,
     with_status,
 )
 from .signing import (
@@ -58,6 +61,9 @@ __all__ = [
     "signatures_after",
     "tortoise_config",
     "update_petition",
+    "published_comments",
+    "visible_comments",
     "visible_petitions",
+    "visible_signatures",
     "with_status",
 ]

@@ -12,7 +12,7 @@ from tortoise.queryset import QuerySet
 from subscriptions import PetitionChanged, Publisher
 
 from .errors import RefusalCode, Refused
-from .tables import Petition, PetitionStatus
+from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
 from .text import KEEP, Cleaner, changed, slugify
 
 
@@ -20,6 +20,23 @@ def visible_petitions(*, admin: bool) -> QuerySet[Petition]:
     """Drafts are for admins only."""
     petitions = Petition.all()
     return petitions if admin else petitions.exclude(status=PetitionStatus.DRAFT)
+
+
+def visible_signatures(*, admin: bool) -> QuerySet[Signature]:
+    """A draft's signatures are for admins only, as the draft is."""
+    signatures = Signature.all()
+    return signatures if admin else signatures.exclude(petition__status=PetitionStatus.DRAFT)
+
+
+def visible_comments(*, admin: bool) -> QuerySet[Comment]:
+    """Published comments; a draft's are for admins only, as the draft is."""
+    comments = Comment.filter(status=CommentStatus.PUBLISHED)
+    return comments if admin else comments.exclude(petition__status=PetitionStatus.DRAFT)
+
+
+def published_comments(petition_id: int) -> QuerySet[Comment]:
+    """One petition's public comments."""
+    return Comment.filter(petition_id=petition_id, status=CommentStatus.PUBLISHED)
 
 
 def with_status(petitions: QuerySet[Petition], status: PetitionStatus) -> QuerySet[Petition]:

@@ -7,13 +7,12 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
-from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from subscriptions import CommentAdded, Publisher, SignatureAdded
 
 from .errors import RefusalCode, Refused
-from .petitions import find_petition
+from .petitions import find_petition, published_comments
 from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
 from .text import Cleaner, canonical_email, public_name
 
@@ -203,16 +202,12 @@ async def signatures_after(petition_id: int, number: int, *, up_to: int) -> list
     ).order_by("number")
 
 
-def _published(petition_id: int) -> QuerySet[Comment]:
-    return Comment.filter(petition_id=petition_id, status=CommentStatus.PUBLISHED)
-
-
 async def newest_comment_id(petition_id: int) -> int:
     """The id of the petition's newest published comment, 0 if none."""
-    newest = await _published(petition_id).order_by("-id").first()
+    newest = await published_comments(petition_id).order_by("-id").first()
     return newest.id if newest is not None else 0
 
 
 async def comments_after(petition_id: int, comment_id: int) -> list[Comment]:
     """Published comments newer than `comment_id`, oldest first: to repair a live stream."""
-    return await _published(petition_id).filter(id__gt=comment_id).order_by("id")
+    return await published_comments(petition_id).filter(id__gt=comment_id).order_by("id")

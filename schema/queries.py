@@ -35,15 +35,19 @@ async def resolve_node(info: Info, id: str) -> Node | None:
             reads.petition(petition.id, petition.closes_at)
             return Petition.from_row(petition)
     elif type_name == "Signature":
-        signature = await models.Signature.get_or_none(id=pk).select_related("petition")
-        if signature and (admin or signature.petition.status != models.PetitionStatus.DRAFT):
+        signature = (
+            await models.visible_signatures(admin=admin)
+            .get_or_none(id=pk)
+            .select_related("petition")
+        )
+        if signature is not None:
             reads.petition(signature.petition.id, signature.petition.closes_at)
             return Signature.from_row(signature)
     elif type_name == "Comment":
-        comment = await models.Comment.get_or_none(
-            id=pk, status=models.CommentStatus.PUBLISHED
-        ).select_related("petition")
-        if comment and (admin or comment.petition.status != models.PetitionStatus.DRAFT):
+        comment = (
+            await models.visible_comments(admin=admin).get_or_none(id=pk).select_related("petition")
+        )
+        if comment is not None:
             reads.petition(comment.petition.id, comment.petition.closes_at)
             return Comment.from_row(comment)
     reads.forbid()  # nothing found: no event would tell when something is

@@ -177,7 +177,7 @@ class Petition(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> CommentConnection:
-        rows = models.Comment.filter(petition_id=self.pk, status=models.CommentStatus.PUBLISHED)
+        rows = models.published_comments(self.pk)
         edges, info = await paginate(
             "comment",
             rows,
