@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import resource
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+import strawberry
 import uvicorn
 from cross_web import HTTPException
 from starlette.applications import Starlette
@@ -30,6 +32,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 import models
 from schema import Context, ResultCache, is_admin, make_schema
 from schema.cohorts import Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
+from schema.compiled import Plans
 from subscriptions import Hub
 
 log = logging.getLogger("petitions")
@@ -94,9 +97,10 @@ class GraphQLApp(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = CohortTransportWSHandler
     websocket_adapter_class = TextWebSocketAdapter
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, schema: strawberry.Schema, *args: Any, **kwargs: Any) -> None:
+        super().__init__(schema, *args, **kwargs)
         self.cohorts = Cohorts()
+        self.plans = Plans(schema)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.state
@@ -117,7 +121,10 @@ class GraphQLApp(GraphQL[Context, None]):
         cache: ResultCache = request.state.cache
         key = await _cache_key(request)
         if key is not None and (kept := cache.get(key)) is not None:
-            await _send_json(send, kept, _cache_control(request, cacheable=True))
+            await _send_json(send, kept, _cache_control(request, cacheable=True), b"hit")
+            return
+        if (answer := await self._compiled(request)) is not None:
+            await _send_json(send, answer, "no-store", None)
             return
         since = cache.generation
         try:
@@ -136,6 +143,30 @@ class GraphQLApp(GraphQL[Context, None]):
         if key is not None:
             response.headers["X-Cache"] = "miss"
         await response(scope, receive, send)
+
+    async def _compiled(self, request: Request) -> bytes | None:
+        """The answer of a hot document's compiled plan (see schema/compiled.py), or None
+        for Strawberry to answer: any other document, and anything unusual about this one."""
+        headers = request.headers
+        if (
+            request.method != "POST"
+            or not headers.get("content-type", "").startswith("application/json")
+            or "multipart" in headers.get("accept", "")  # incremental delivery is Strawberry's
+        ):
+            return None
+        try:
+            data = json.loads(await request.body())
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(query := data.get("query"), str):
+            return None
+        operation_name = data.get("operationName")
+        if operation_name is not None and not isinstance(operation_name, str):
+            return None
+        plan = self.plans.get(query, operation_name)
+        if plan is None:
+            return None
+        return await plan.run(await self.get_context(request, None), data.get("variables"))
 
 
 async def _cache_key(request: Request) -> bytes | None:
@@ -160,13 +191,14 @@ def _cache_control(request: Request, *, cacheable: bool) -> str:
     return "no-store"
 
 
-async def _send_json(send: Send, body: bytes, cache_control: str) -> None:
+async def _send_json(send: Send, body: bytes, cache_control: str, x_cache: bytes | None) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", cache_control.encode()),
-        (b"x-cache", b"hit"),
     ]
+    if x_cache is not None:
+        headers.append((b"x-cache", x_cache))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

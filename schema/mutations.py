@@ -10,7 +10,7 @@ import strawberry
 import models
 from models import RefusalCode, Refused
 
-from .context import Info
+from .context import Context, Info
 from .errors import UserError, user_error
 from .ids import parse_global_id
 from .inputs import AddCommentInput, CreatePetitionInput, SignPetitionInput, UpdatePetitionInput
@@ -70,7 +70,28 @@ def given(value: Any) -> Any:
     return models.KEEP if value is strawberry.UNSET else value
 
 
-async def _sign(info: Info, petition_pk: int, input: SignPetitionInput) -> models.Signed:
+async def resolve_sign_petition(context: Context, input: SignPetitionInput) -> SignPetitionPayload:
+    """`signPetition`, for Strawberry's resolver and for the compiled plan of hot documents."""
+    try:
+        pk = petition_pk(input.petition_id, "petitionId")
+    except _BadId as bad:
+        return SignPetitionPayload(signature=None, petition=None, errors=[bad.error])
+    signed, errors = await attempt(_sign(context, pk, input))
+    if signed is None:
+        petition = await models.find_petition(admin=context.admin, petition_id=pk)
+        return SignPetitionPayload(
+            signature=None,
+            petition=Petition.from_row(petition) if petition else None,
+            errors=errors,
+        )
+    return SignPetitionPayload(
+        signature=Signature.from_row(signed.signature),
+        petition=Petition.from_row(signed.petition),
+        errors=[],
+    )
+
+
+async def _sign(context: Context, petition_pk: int, input: SignPetitionInput) -> models.Signed:
     fields = models.SignatureFields.clean(
         first_name=input.first_name,
         last_name=input.last_name,
@@ -79,30 +100,14 @@ async def _sign(info: Info, petition_pk: int, input: SignPetitionInput) -> model
         comment=input.comment,
         show_name=input.show_name is not False,
     )
-    return await info.context.writer.sign(petition_pk, fields)
+    return await context.writer.sign(petition_pk, fields)
 
 
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Sign a petition: one signature per email per petition.")
     async def sign_petition(self, info: Info, input: SignPetitionInput) -> SignPetitionPayload:
-        try:
-            pk = petition_pk(input.petition_id, "petitionId")
-        except _BadId as bad:
-            return SignPetitionPayload(signature=None, petition=None, errors=[bad.error])
-        signed, errors = await attempt(_sign(info, pk, input))
-        if signed is None:
-            petition = await models.find_petition(admin=info.context.admin, petition_id=pk)
-            return SignPetitionPayload(
-                signature=None,
-                petition=Petition.from_row(petition) if petition else None,
-                errors=errors,
-            )
-        return SignPetitionPayload(
-            signature=Signature.from_row(signed.signature),
-            petition=Petition.from_row(signed.petition),
-            errors=[],
-        )
+        return await resolve_sign_petition(info.context, input)
 
     @strawberry.mutation(description="Comment on an open petition.")
     async def add_comment(self, info: Info, input: AddCommentInput) -> AddCommentPayload:

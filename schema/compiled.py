@@ -1,0 +1,324 @@
+"""Compiled plans: hot documents run without Strawberry's per-request machinery.
+
+In a spike, thousands of pages send the very same signing document every second. Strawberry
+then does the same generic work for each: extension hooks, converting arguments, wrapping
+every resolver, completing every field through graphql-core's executor. Most of a signature's
+cost was there, not in signing. So the first time a document is seen, it is parsed and
+validated once, and if its operation is one root field we know (`ROOTS`) with a selection of
+plain fields only, it becomes a `Plan`: graphql-core's own coercion of variables and arguments
+(so refusals read the same), the very function Strawberry's resolver calls, and a tree of
+writers that turns the result into JSON as graphql-core would (each leaf through its GraphQL
+type's `serialize`). Anything else (other fields, directives, abstract types, a variable that
+does not coerce) goes through Strawberry as before, having run nothing: the endpoint stays
+GraphQL for every client, and a test holds the two paths to the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+
+from .context import Context
+from .mutations import resolve_sign_petition
+
+log = logging.getLogger("strawberry.execution")  # where Strawberry logs a resolver's fault
+
+MASKED = "Internal server error."
+_DEFINITION = "strawberry-definition"  # Strawberry's back-reference on graphql-core types
+
+# The root fields a plan may run, each with the function its Strawberry resolver calls.
+ROOTS: dict[tuple[OperationType, str], Callable[..., Awaitable[Any]]] = {
+    (OperationType.MUTATION, "signPetition"): resolve_sign_petition,
+}
+
+Write = Callable[[Any], Any]  # a resolved value -> its JSON-ready form
+Fragments = Mapping[str, FragmentDefinitionNode]
+
+
+class NotCompiled(Exception):
+    """The document asks for something a plan does not do: Strawberry runs it."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One operation with one root field, ready to run without Strawberry."""
+
+    schema: GraphQLSchema
+    operation: OperationDefinitionNode
+    node: FieldNode
+    field: GraphQLField
+    arguments: tuple[tuple[str, str, Callable[[Any], Any]], ...]  # GraphQL name, Python, convert
+    resolve: Callable[..., Awaitable[Any]]
+    write: Write
+
+    @property
+    def key(self) -> str:
+        return self.node.alias.value if self.node.alias else self.node.name.value
+
+    async def run(self, context: Context, variables: Any) -> bytes | None:
+        """The encoded answer, or None (having run nothing) when the variables do not
+        coerce: Strawberry then explains what is wrong, as for any other document."""
+        if variables is None:
+            variables = {}
+        if not isinstance(variables, dict):
+            return None
+        values = get_variable_values(
+            self.schema, self.operation.variable_definitions or (), variables
+        )
+        if isinstance(values, list):
+            return None
+        try:
+            given = get_argument_values(self.field, self.node, values)
+        except GraphQLError:
+            return None
+        kwargs = {
+            python: convert(given[name])
+            for name, python, convert in self.arguments
+            if name in given
+        }
+        try:
+            answer: dict[str, Any] = {
+                "data": {self.key: self.write(await self.resolve(context, **kwargs))}
+            }
+        except Exception:
+            log.exception("a compiled %s failed", self.node.name.value)
+            location = (
+                self.node.loc.source.get_location(self.node.loc.start) if self.node.loc else None
+            )
+            error: dict[str, Any] = {"message": MASKED}
+            if location is not None:
+                error["locations"] = [{"line": location.line, "column": location.column}]
+            error["path"] = [self.key]
+            # The root fields we compile are non-null: a fault nulls the whole answer.
+            answer = {"data": None, "errors": [error]}
+        return json.dumps(answer, separators=(",", ":")).encode()
+
+
+class Plans:
+    """Plans by document and operation name, compiled on first sight (a bounded LRU that
+    also remembers which documents do not compile)."""
+
+    def __init__(self, schema: strawberry.Schema, max_entries: int = 1000) -> None:
+        self.schema = schema._schema
+        self.max_entries = max_entries
+        self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
+        self._roots = {name for _, name in ROOTS}
+
+    def get(self, query: str, operation_name: str | None) -> Plan | None:
+        if not any(name in query for name in self._roots):
+            return None  # cheap: most documents never come near a compiled root
+        key = (query, operation_name)
+        try:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        except KeyError:
+            pass
+        try:
+            plan: Plan | None = compile_plan(self.schema, query, operation_name)
+        except NotCompiled:
+            plan = None
+        self._plans[key] = plan
+        while len(self._plans) > self.max_entries:
+            self._plans.popitem(last=False)
+        return plan
+
+    def __len__(self) -> int:
+        return sum(plan is not None for plan in self._plans.values())
+
+
+def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) -> Plan:
+    """A plan for the document's operation, or `NotCompiled` saying why not."""
+    try:
+        document = parse(query)
+    except GraphQLError as error:
+        raise NotCompiled("does not parse") from error
+    if validate(schema, document):
+        raise NotCompiled("does not validate")
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        raise NotCompiled("no single operation to run")
+    [operation] = operations
+    if operation.directives:
+        raise NotCompiled("operation directives")
+    root_type = schema.get_root_type(operation.operation)
+    assert root_type is not None  # validated
+    roots = _fields(root_type, operation.selection_set, fragments)
+    if len(roots) != 1:
+        raise NotCompiled("not one root field")
+    [(_, node)] = roots
+    resolve = ROOTS.get((operation.operation, node.name.value))
+    if resolve is None:
+        raise NotCompiled(f"{node.name.value} is not a compiled root")
+    field = root_type.fields[node.name.value]
+    arguments = tuple(
+        (name, _definition(argument).python_name, _converter(argument.type))
+        for name, argument in field.args.items()
+    )
+    return Plan(
+        schema=schema,
+        operation=operation,
+        node=node,
+        field=field,
+        arguments=arguments,
+        resolve=resolve,
+        write=_writer(field.type, node.selection_set, fragments),
+    )
+
+
+def _definition(thing: Any) -> Any:
+    definition = (thing.extensions or {}).get(_DEFINITION)
+    if definition is None:
+        raise NotCompiled("not a Strawberry definition")
+    return definition
+
+
+def _converter(type_: GraphQLInputType) -> Callable[[Any], Any]:
+    """Coerced argument value -> what Strawberry's resolver receives: scalars as they are,
+    an input object of scalars as its Strawberry class."""
+    inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+    if isinstance(inner, GraphQLScalarType):
+        return lambda value: value
+    if not isinstance(inner, GraphQLInputObjectType):
+        raise NotCompiled("argument of a kind plans do not convert")
+    names: dict[str, str] = {}
+    for name, input_field in inner.fields.items():
+        field_type = input_field.type
+        if isinstance(field_type, GraphQLNonNull):
+            field_type = field_type.of_type
+        if not isinstance(field_type, GraphQLScalarType):
+            raise NotCompiled("input field of a kind plans do not convert")
+        names[name] = _definition(input_field).python_name
+    cls = _definition(inner).origin
+
+    def convert(value: dict[str, Any] | None) -> Any:
+        if value is None:
+            return None
+        return cls(**{names[name]: item for name, item in value.items()})
+
+    return convert
+
+
+def _writer(
+    type_: GraphQLOutputType, selection_set: SelectionSetNode | None, fragments: Fragments
+) -> Write:
+    """How graphql-core would complete a value of `type_` for this selection."""
+    if isinstance(type_, GraphQLNonNull):
+        write = _writer(type_.of_type, selection_set, fragments)
+
+        def non_null(value: Any) -> Any:
+            if value is None:
+                raise TypeError("null for a non-null field")
+            return write(value)
+
+        return non_null
+    if isinstance(type_, GraphQLList):
+        item = _writer(type_.of_type, selection_set, fragments)
+        write = lambda value: [item(each) for each in value]  # noqa: E731
+    elif isinstance(type_, GraphQLScalarType | GraphQLEnumType):
+        write = type_.serialize
+    elif isinstance(type_, GraphQLObjectType) and selection_set is not None:
+        write = _object_writer(type_, selection_set, fragments)
+    else:
+        raise NotCompiled("abstract type")
+    return lambda value: None if value is None else write(value)
+
+
+def _constant(value: Any) -> Write:
+    return lambda _: value
+
+
+def _object_writer(
+    type_: GraphQLObjectType, selection_set: SelectionSetNode, fragments: Fragments
+) -> Write:
+    parts: list[tuple[str, str | None, Write]] = []  # response key, attribute, writer
+    for key, node in _fields(type_, selection_set, fragments):
+        name = node.name.value
+        if name == "__typename":
+            parts.append((key, None, _constant(type_.name)))
+            continue
+        field = type_.fields[name]
+        definition = _definition(field)
+        if (
+            node.arguments
+            or definition.base_resolver is not None
+            or definition.extensions
+            or definition.permission_classes
+        ):
+            raise NotCompiled(f"{type_.name}.{name} has a resolver")
+        parts.append(
+            (key, definition.python_name, _writer(field.type, node.selection_set, fragments))
+        )
+
+    def write(value: Any) -> dict[str, Any]:
+        return {
+            key: write_part(value if attribute is None else getattr(value, attribute))
+            for key, attribute, write_part in parts
+        }
+
+    return write
+
+
+def _fields(
+    type_: GraphQLObjectType, selection_set: SelectionSetNode, fragments: Fragments
+) -> list[tuple[str, FieldNode]]:
+    """The fields selected on `type_`, fragments on that very type flattened, in order."""
+    fields: list[tuple[str, FieldNode]] = []
+    for key, node in _flatten(type_, selection_set, fragments):
+        if any(key == seen for seen, _ in fields):
+            raise NotCompiled("a response key selected twice")
+        fields.append((key, node))
+    return fields
+
+
+def _flatten(
+    type_: GraphQLObjectType, selection_set: SelectionSetNode, fragments: Fragments
+) -> Iterator[tuple[str, FieldNode]]:
+    for selection in selection_set.selections:
+        if selection.directives:
+            raise NotCompiled("directives")
+        if isinstance(selection, FieldNode):
+            yield (selection.alias or selection.name).value, selection
+        elif isinstance(selection, InlineFragmentNode):
+            condition = selection.type_condition
+            if condition is not None and condition.name.value != type_.name:
+                raise NotCompiled("a fragment on another type")
+            yield from _flatten(type_, selection.selection_set, fragments)
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = fragments[selection.name.value]
+            if fragment.type_condition.name.value != type_.name:
+                raise NotCompiled("a fragment on another type")
+            yield from _flatten(type_, fragment.selection_set, fragments)

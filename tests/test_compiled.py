@@ -1,0 +1,201 @@
+"""Hot documents run from compiled plans, and answer exactly as Strawberry does.
+
+Each case sends a compilable document, and the same document with `@include(if: true)` on its
+root field, which no plan takes, so Strawberry answers it: the two answers must agree."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from schema import make_schema
+from schema.compiled import Plans, compile_plan
+from server import create_app
+from tests.conftest import GraphQLClient
+from tests.factories import create_petition, sign, signer
+
+SIGN = """
+mutation Sign($input: SignPetitionInput!) {
+  signPetition(input: $input)DIRECTIVE {
+    __typename
+    signature { id name country comment createdAt }
+    petition { id slug status signatureCount signatureGoal closesAt }
+    errors { field message code }
+  }
+}
+"""
+
+# Aliases, __typename, named and inline fragments, a literal input, no operation name.
+SHAPED = """
+fragment Count on Petition { count: signatureCount __typename }
+mutation {
+  signed: signPetition(input: {
+    petitionId: "PETITION", firstName: "Ada", lastName: "Lovelace", email: "EMAIL",
+    country: "gb", comment: "Yes", showName: false
+  })DIRECTIVE {
+    ... on SignPetitionPayload { who: signature { name country comment } }
+    petition { ...Count title }
+    ... { problems: errors { code } }
+  }
+}
+"""
+
+
+def through_strawberry(document: str) -> str:
+    return document.replace("DIRECTIVE", " @include(if: true)")
+
+
+def compiled(document: str) -> str:
+    return document.replace("DIRECTIVE", "")
+
+
+def without_fresh_values(answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer with what differs between two signatures (id, time) checked and set aside."""
+    payload = answer["data"]["signPetition"]
+    signature = payload["signature"]
+    if signature is not None:
+        kind, _, pk = base64.urlsafe_b64decode(signature.pop("id") + "==").decode().partition(":")
+        assert kind == "Signature"
+        assert pk.isdigit()
+        assert datetime.fromisoformat(signature.pop("createdAt")).tzinfo is not None
+    return answer
+
+
+def test_every_hot_document_compiles_and_other_documents_do_not():
+    plans = Plans(make_schema())
+    schema = plans.schema
+    assert compile_plan(schema, compiled(SIGN), None)
+    assert compile_plan(schema, compiled(SIGN), "Sign")
+    assert compile_plan(schema, compiled(SHAPED), None)
+    for not_hot in [
+        through_strawberry(SIGN),
+        compiled(SIGN).replace("signatureGoal", "signatures(first: 1) { totalCount }"),
+        'mutation { addComment(input: {petitionId: "x", authorName: "a", email: "e", '
+        'body: "b"}) { errors { code } } }',
+        '{ petition(slug: "x") { signatureCount } }',
+        compiled(SIGN) + '\nquery Other { petition(slug: "x") { id } }',  # which one?
+        "mutation { signPetition }",  # does not validate
+        "mutation {",
+    ]:
+        assert plans.get(not_hot, None) is None, not_hot
+    assert plans.get(compiled(SIGN), None) is not None
+    assert len(plans) == 1
+
+
+async def test_a_signature_answers_as_strawberry_would(gql: GraphQLClient):
+    petition = await create_petition(gql)
+    same_person = {"firstName": "Grace", "lastName": "Hopper", "country": "us"}
+    # when
+    fast = await gql(compiled(SIGN), {"input": signer(petition["id"], 1, **same_person)})
+    slow = await gql(through_strawberry(SIGN), {"input": signer(petition["id"], 2, **same_person)})
+    # then
+    assert fast["data"]["signPetition"]["petition"]["signatureCount"] == 1
+    assert slow["data"]["signPetition"]["petition"]["signatureCount"] == 2
+    slow["data"]["signPetition"]["petition"]["signatureCount"] = 1
+    assert without_fresh_values(fast) == without_fresh_values(slow)
+    assert fast["data"]["signPetition"]["signature"] == {
+        "name": "Grace Hopper",
+        "country": "US",
+        "comment": None,
+    }
+
+
+async def test_a_shaped_document_answers_as_strawberry_would(gql: GraphQLClient):
+    petition = await create_petition(gql)
+    shaped = SHAPED.replace("PETITION", petition["id"])
+    fast = await gql(compiled(shaped).replace("EMAIL", "ada1@example.org"))
+    slow = await gql(through_strawberry(shaped).replace("EMAIL", "ada2@example.org"))
+    assert fast == {
+        "data": {
+            "signed": {
+                "who": {"name": "Anonymous", "country": "GB", "comment": "Yes"},
+                "petition": {"count": 1, "__typename": "Petition", "title": petition_title(slow)},
+                "problems": [],
+            }
+        }
+    }
+    slow["data"]["signed"]["petition"]["count"] = 1
+    assert fast == slow
+
+
+def petition_title(answer: dict[str, Any]) -> str:
+    title: str = answer["data"]["signed"]["petition"]["title"]
+    return title
+
+
+REFUSALS = [
+    pytest.param(lambda p: {"email": "already@example.org"}, id="already-signed"),
+    pytest.param(lambda p: {"email": "not an email"}, id="invalid-email"),
+    pytest.param(lambda p: {"firstName": " ", "country": "Britain"}, id="two-problems"),
+    pytest.param(lambda p: {"petitionId": "not-an-id"}, id="bad-id"),
+    pytest.param(
+        lambda p: {"petitionId": base64.b64encode(b"Petition:999999").decode()}, id="unknown"
+    ),
+    pytest.param(lambda p: {"petitionId": p["closed"]}, id="closed"),
+]
+
+
+@pytest.mark.parametrize("refusing", REFUSALS)
+async def test_a_refusal_answers_as_strawberry_would_and_stores_nothing(gql, refusing):
+    petition = await create_petition(gql)
+    closed = await create_petition(gql, status="CLOSED")
+    await sign(gql, petition["id"], 1, email="already@example.org")
+    overrides = refusing({"closed": closed["id"]})
+    variables = {"input": signer(petition["id"], 7, **overrides)}
+    # when
+    fast = await gql(compiled(SIGN), variables)
+    slow = await gql(through_strawberry(SIGN), variables)
+    # then
+    assert fast == slow
+    assert fast["data"]["signPetition"]["signature"] is None
+    assert fast["data"]["signPetition"]["errors"]
+    count = await gql(
+        "query ($id: ID!) { node(id: $id) { ... on Petition { signatureCount } } }",
+        {"id": petition["id"]},
+    )
+    assert count["data"]["node"]["signatureCount"] == 1
+
+
+async def test_variables_that_do_not_coerce_are_refused_as_strawberry_refuses(gql, http):
+    petition = await create_petition(gql)
+    no_email = signer(petition["id"], 1)
+    del no_email["email"]
+    for variables in [{"input": no_email}, {"input": {**no_email, "email": 42}}, {}]:
+        fast = await gql(compiled(SIGN), variables)
+        slow = await gql(through_strawberry(SIGN), variables)
+        assert fast == slow
+        assert fast["data"] is None
+        assert fast["errors"]
+    response = await http.post("/graphql", json={"query": compiled(SIGN), "variables": [1]})
+    assert response.status_code == 400  # Strawberry's answer to variables that are no object
+    count = await gql("query ($id: ID!) { petition(id: $id) { signatureCount } }", petition)
+    assert count["data"]["petition"]["signatureCount"] == 0
+
+
+async def test_a_server_fault_is_masked_as_strawberry_masks_it(settings):
+    manager = LifespanManager(create_app(settings))
+    async with manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            gql = GraphQLClient(http)
+            petition = await create_petition(gql)
+            await manager._state["writer"].stop()  # shutting down: no signature is taken
+            fast = await gql(compiled(SIGN), {"input": signer(petition["id"], 1)})
+            slow = await gql(through_strawberry(SIGN), {"input": signer(petition["id"], 2)})
+    assert fast == {
+        "data": None,
+        "errors": [
+            {
+                "message": "Internal server error.",
+                "locations": [{"line": 3, "column": 3}],
+                "path": ["signPetition"],
+            }
+        ],
+    }
+    slow["errors"][0]["locations"] = fast["errors"][0]["locations"]  # the directive moves nothing
+    assert fast == slow
