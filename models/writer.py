@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
@@ -39,7 +40,7 @@ from .tables import Petition, Signature
 log = logging.getLogger("petitions.writer")
 
 
-@dataclass
+@dataclass(eq=False)  # each one is itself: a key by identity
 class _Waiting:
     petition_id: int
     fields: SignatureFields
@@ -135,31 +136,22 @@ class SignatureWriter:
                     refusals += [(waiting, refusal) for waiting in waitings]
                     continue
                 assert petition is not None
-                emails = [waiting.fields.email_canonical for waiting in waitings]
-                found = (
-                    await Signature.filter(petition_id=petition_id, email_canonical__in=emails)
-                    .using_db(connection)
-                    .values_list("email_canonical", flat=True)
-                )
-                taken = {str(email) for email in found}
-                rows: list[tuple[_Waiting, Signature]] = []
+                firsts: dict[str, _Waiting] = {}  # one signature per email, the first in line
                 for waiting in waitings:
-                    canonical = waiting.fields.email_canonical
-                    if canonical in taken:
+                    if firsts.setdefault(waiting.fields.email_canonical, waiting) is not waiting:
                         refusals.append((waiting, already_signed()))
-                        continue
-                    taken.add(canonical)
-                    number = petition.last_signature_number + len(rows) + 1
-                    rows.append((waiting, waiting.fields.row(petition_id, number, created_at=now)))
+                start = petition.last_signature_number + 1
+                rows = await _insert(connection, petition_id, start, list(firsts.values()), now)
+                taken = [waiting for waiting in firsts.values() if waiting not in rows]
+                if taken:  # signed before: rare; number the others again, without the gap
+                    refusals += [(waiting, already_signed()) for waiting in taken]
+                    await _delete(connection, [row.id for row in rows.values()])
+                    fresh = [waiting for waiting in firsts.values() if waiting in rows]
+                    rows = await _insert(connection, petition_id, start, fresh, now)
+                    if len(rows) != len(fresh):
+                        raise IntegrityError("a signature appeared under the petition's lock")
                 if not rows:
                     continue
-                await Signature.bulk_create([row for _, row in rows], using_db=connection)
-                first = petition.last_signature_number + 1
-                ids_by_number = dict(
-                    await Signature.filter(petition_id=petition_id, number__gte=first)
-                    .using_db(connection)
-                    .values_list("number", "id")
-                )
                 await (
                     Petition.filter(id=petition_id)
                     .using_db(connection)
@@ -168,8 +160,7 @@ class SignatureWriter:
                         last_signature_number=F("last_signature_number") + len(rows),
                     )
                 )
-                for offset, (waiting, row) in enumerate(rows, start=1):
-                    row.id = ids_by_number[row.number]
+                for offset, (waiting, row) in enumerate(rows.items(), start=1):
                     snapshot = copy.copy(petition)
                     snapshot.signature_count = petition.signature_count + offset
                     snapshot.last_signature_number = row.number
@@ -191,3 +182,66 @@ class SignatureWriter:
                 )
             except Exception as error:
                 waiting.settle(error)
+
+
+_COLUMNS = (
+    "petition_id",
+    "number",
+    "first_name",
+    "last_name",
+    "email",
+    "email_canonical",
+    "show_name",
+    "country",
+    "comment",
+    "created_at",
+)
+
+
+async def _insert(
+    connection: BaseDBAsyncClient,
+    petition_id: int,
+    start: int,
+    waitings: list[_Waiting],
+    now: datetime,
+) -> dict[_Waiting, Signature]:
+    """Insert the signatures numbered from `start`, in one statement, skipping any whose email
+    already signed (the unique constraint decides, not an earlier read); the rows inserted,
+    with their ids, by whom they are."""
+    if not waitings:
+        return {}
+    rows = [
+        waiting.fields.row(petition_id, number, created_at=now)
+        for number, waiting in enumerate(waitings, start=start)
+    ]
+    fields = Signature._meta.fields_map
+    values = [
+        fields[column].to_db_value(getattr(row, column), row) for row in rows for column in _COLUMNS
+    ]
+    width = len(_COLUMNS)
+    if connection.capabilities.dialect == "postgres":
+        marks = [f"${n}" for n in range(1, len(values) + 1)]
+    else:
+        marks = ["?"] * len(values)
+    tuples = ",".join(
+        "(" + ",".join(marks[i : i + width]) + ")" for i in range(0, len(marks), width)
+    )
+    columns = ",".join(f'"{column}"' for column in _COLUMNS)
+    inserted = await connection.execute_query_dict(
+        f'INSERT INTO "signature" ({columns}) VALUES {tuples} '
+        'ON CONFLICT ("petition_id", "email_canonical") DO NOTHING '
+        'RETURNING "id", "email_canonical"',
+        values,
+    )
+    ids = {str(found["email_canonical"]): int(found["id"]) for found in inserted}
+    stored: dict[_Waiting, Signature] = {}
+    for waiting, row in zip(waitings, rows, strict=True):
+        if (pk := ids.get(row.email_canonical)) is not None:
+            row.id = pk
+            stored[waiting] = row
+    return stored
+
+
+async def _delete(connection: BaseDBAsyncClient, ids: list[int]) -> None:
+    if ids:
+        await Signature.filter(id__in=ids).using_db(connection).delete()
