@@ -30,7 +30,8 @@ from tortoise.context import TortoiseContext
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 import models
-from schema import Context, ResultCache, is_admin, make_schema
+from schema import Context, PetitionRows, ResultCache, is_admin, make_schema
+from schema.cache import Reads
 from schema.cohorts import Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
 from schema.compiled import Plans
 from subscriptions import Hub
@@ -82,6 +83,7 @@ class State(TypedDict):
     database: TortoiseContext
     hub: Hub
     cache: ResultCache
+    petitions: PetitionRows
     writer: models.SignatureWriter
     settings: Settings
 
@@ -107,6 +109,7 @@ class GraphQLApp(GraphQL[Context, None]):
         context = Context(
             hub=state.hub,
             writer=state.writer,
+            petitions=state.petitions,
             admin=is_admin(request, state.settings.admin_token),
             connection=request,
         )
@@ -123,10 +126,16 @@ class GraphQLApp(GraphQL[Context, None]):
         if key is not None and (kept := cache.get(key)) is not None:
             await _send_json(send, kept, _cache_control(request, cacheable=True), b"hit")
             return
-        if (answer := await self._compiled(request)) is not None:
-            await _send_json(send, answer, "no-store", None)
-            return
         since = cache.generation
+        if (compiled := await self._compiled(request)) is not None:
+            answer, reads = compiled
+            cacheable = key is not None and reads.keepable and b'"errors"' not in answer
+            if cacheable:
+                assert key is not None
+                cache.put(key, answer, reads, since)
+            x_cache = b"miss" if key is not None else None
+            await _send_json(send, answer, _cache_control(request, cacheable=cacheable), x_cache)
+            return
         try:
             response = await self.run(request)
         except HTTPException as error:
@@ -144,19 +153,29 @@ class GraphQLApp(GraphQL[Context, None]):
             response.headers["X-Cache"] = "miss"
         await response(scope, receive, send)
 
-    async def _compiled(self, request: Request) -> bytes | None:
-        """The answer of a hot document's compiled plan (see schema/compiled.py), or None
-        for Strawberry to answer: any other document, and anything unusual about this one."""
+    async def _compiled(self, request: Request) -> tuple[bytes, Reads] | None:
+        """The answer of a hot document's compiled plan (see schema/compiled.py) and what
+        it read, or None for Strawberry to answer: any other document, and anything unusual
+        about this one."""
         headers = request.headers
-        if (
-            request.method != "POST"
-            or not headers.get("content-type", "").startswith("application/json")
-            or "multipart" in headers.get("accept", "")  # incremental delivery is Strawberry's
+        if "multipart" in headers.get("accept", ""):
+            return None  # incremental delivery is Strawberry's
+        data: Any
+        if request.method == "GET":
+            data = dict(request.query_params)
+            if "variables" in data:
+                try:
+                    data["variables"] = json.loads(data["variables"])
+                except ValueError:
+                    return None
+        elif request.method == "POST" and headers.get("content-type", "").startswith(
+            "application/json"
         ):
-            return None
-        try:
-            data = json.loads(await request.body())
-        except ValueError:
+            try:
+                data = json.loads(await request.body())
+            except ValueError:
+                return None
+        else:
             return None
         if not isinstance(data, dict) or not isinstance(query := data.get("query"), str):
             return None
@@ -164,9 +183,11 @@ class GraphQLApp(GraphQL[Context, None]):
         if operation_name is not None and not isinstance(operation_name, str):
             return None
         plan = self.plans.get(query, operation_name)
-        if plan is None:
-            return None
-        return await plan.run(await self.get_context(request, None), data.get("variables"))
+        if plan is None or (request.method == "GET" and not plan.reads_only):
+            return None  # GET never changes anything: Strawberry refuses it
+        context = await self.get_context(request, None)
+        answer = await plan.run(context, data.get("variables"))
+        return None if answer is None else (answer, context.reads)
 
 
 async def _cache_key(request: Request) -> bytes | None:
@@ -251,6 +272,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             cache = ResultCache(enabled=lambda: hub.healthy)
             hub.observe(cache.observe)
+            petitions = PetitionRows(enabled=lambda: hub.healthy)
+            hub.observe(petitions.observe)
             await hub.connect()
             writer = models.SignatureWriter(hub)
             writer.start()
@@ -259,6 +282,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "database": database,
                     "hub": hub,
                     "cache": cache,
+                    "petitions": petitions,
                     "writer": writer,
                     "settings": settings,
                 }

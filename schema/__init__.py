@@ -15,7 +15,7 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext
 
-from .cache import ResultCache
+from .cache import PetitionRows, ResultCache
 from .context import Context, Info, is_admin
 from .errors import PublicError, should_mask, without_input_values
 from .mutations import Mutation
@@ -58,6 +58,7 @@ __all__ = [
     "Context",
     "Info",
     "Node",
+    "PetitionRows",
     "PublicError",
     "ResultCache",
     "is_admin",

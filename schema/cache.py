@@ -1,7 +1,9 @@
-"""Answers to hot public reads, kept per exact request and dropped by the events that change
-them, so that a widget's count read or a page of signers skips GraphQL work until the next write.
+"""Hot public reads kept in memory and dropped (or brought up to date) by the events that change
+them: whole answers per exact request (`ResultCache`), so that a widget's count read or a page
+of signers skips GraphQL work until the next write, and petitions' rows (`PetitionRows`), so
+that a read the first cannot answer still costs no query.
 
-What may be kept: a query (never a mutation) from a caller without credentials, whose root
+What answer may be kept: a query (never a mutation) from a caller without credentials, whose root
 fields are `petition` or `node` and each found something, answered without errors. It depends
 on the petitions it read; any event of one of them, from any process, drops it, and so does a
 `Resync` (the broker was lost: events may have been missed) and the petition's `closesAt`.
@@ -16,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from subscriptions import Event, Resync
+import models
+from subscriptions import Event, Resync, SignatureAdded
 
 
 @dataclass
@@ -112,3 +115,77 @@ class ResultCache:
                 keys.discard(key)
                 if not keys:
                     del self._keys_of[pk]
+
+
+class PetitionRows:
+    """Public petitions' rows, kept in memory and brought up to date by events, so that the
+    count a widget reads costs no query even while signatures stream in (each of which drops
+    the `ResultCache`'s answers about that petition).
+
+    A `SignatureAdded` newer than a kept row (signatures are numbered in commit order) sets its
+    count and last number, as the commit left them; any other event of the petition drops the
+    row (an admin changed it, a comment was counted), and a `Resync` drops them all. A row read
+    while its petition changed answers that one request and is not kept. Admins read drafts
+    from the database, always."""
+
+    def __init__(self, enabled: Callable[[], bool], max_entries: int = 10_000) -> None:
+        self.enabled = enabled
+        self.max_entries = max_entries
+        self.generation = 0
+        self._rows: OrderedDict[int, models.Petition] = OrderedDict()
+        self._ids_by_slug: dict[str, int] = {}
+        self._changed_at: dict[int, int] = {}
+        self._cleared_at = 0
+        self.hits = 0
+        self.misses = 0
+
+    async def find(
+        self, *, petition_id: int | None = None, slug: str | None = None
+    ) -> models.Petition | None:
+        """The public petition with this id or slug, as `models.find_petition` finds it."""
+        if not self.enabled():
+            return await models.find_petition(admin=False, petition_id=petition_id, slug=slug)
+        pk = petition_id if petition_id is not None else self._ids_by_slug.get(slug or "")
+        row = self._rows.get(pk) if pk is not None else None
+        if row is not None:
+            self._rows.move_to_end(row.id)
+            self.hits += 1
+            return row
+        self.misses += 1
+        since = self.generation
+        row = await models.find_petition(admin=False, petition_id=petition_id, slug=slug)
+        if (
+            row is not None
+            and self.enabled()
+            and self._cleared_at <= since
+            and self._changed_at.get(row.id, 0) <= since
+        ):
+            self._rows[row.id] = row
+            self._ids_by_slug[row.slug] = row.id
+            while len(self._rows) > self.max_entries:
+                self._drop(next(iter(self._rows)))
+        return row
+
+    def observe(self, event: Event) -> None:
+        """The hub's observer: every event from every process."""
+        self.generation += 1
+        if isinstance(event, Resync):
+            self._cleared_at = self.generation
+            self._rows.clear()
+            self._ids_by_slug.clear()
+            return
+        self._changed_at[event.petition_id] = self.generation
+        row = self._rows.get(event.petition_id)
+        if row is None:
+            return
+        if isinstance(event, SignatureAdded):
+            if event.number > row.last_signature_number:
+                row.signature_count = event.signature_count
+                row.last_signature_number = event.number
+        else:
+            self._drop(event.petition_id)
+
+    def _drop(self, petition_id: int) -> None:
+        row = self._rows.pop(petition_id, None)
+        if row is not None and self._ids_by_slug.get(row.slug) == petition_id:
+            del self._ids_by_slug[row.slug]

@@ -49,6 +49,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 
 from .context import Context
 from .mutations import resolve_sign_petition
+from .queries import resolve_petition
 
 log = logging.getLogger("strawberry.execution")  # where Strawberry logs a resolver's fault
 
@@ -58,6 +59,7 @@ _DEFINITION = "strawberry-definition"  # Strawberry's back-reference on graphql-
 # The root fields a plan may run, each with the function its Strawberry resolver calls.
 ROOTS: dict[tuple[OperationType, str], Callable[..., Awaitable[Any]]] = {
     (OperationType.MUTATION, "signPetition"): resolve_sign_petition,
+    (OperationType.QUERY, "petition"): resolve_petition,
 }
 
 Write = Callable[[Any], Any]  # a resolved value -> its JSON-ready form
@@ -81,12 +83,17 @@ class Plan:
     write: Write
 
     @property
+    def reads_only(self) -> bool:
+        return self.operation.operation is OperationType.QUERY
+
+    @property
     def key(self) -> str:
         return self.node.alias.value if self.node.alias else self.node.name.value
 
     async def run(self, context: Context, variables: Any) -> bytes | None:
-        """The encoded answer, or None (having run nothing) when the variables do not
-        coerce: Strawberry then explains what is wrong, as for any other document."""
+        """The encoded answer, or None for Strawberry to answer instead: when the variables
+        do not coerce (nothing has run), and when a query fails (reading changes nothing, so
+        Strawberry reads again and reports the error its own way)."""
         if variables is None:
             variables = {}
         if not isinstance(variables, dict):
@@ -110,6 +117,8 @@ class Plan:
                 "data": {self.key: self.write(await self.resolve(context, **kwargs))}
             }
         except Exception:
+            if self.operation.operation is OperationType.QUERY:
+                return None
             log.exception("a compiled %s failed", self.node.name.value)
             location = (
                 self.node.loc.source.get_location(self.node.loc.start) if self.node.loc else None
@@ -118,8 +127,9 @@ class Plan:
             if location is not None:
                 error["locations"] = [{"line": location.line, "column": location.column}]
             error["path"] = [self.key]
-            # The root fields we compile are non-null: a fault nulls the whole answer.
-            answer = {"data": None, "errors": [error]}
+            # A fault nulls the field, and the whole answer if the field is non-null.
+            data = None if isinstance(self.field.type, GraphQLNonNull) else {self.key: None}
+            answer = {"data": data, "errors": [error]}
         return json.dumps(answer, separators=(",", ":")).encode()
 
 

@@ -11,13 +11,14 @@ from starlette.requests import HTTPConnection
 from models import SignatureWriter
 from subscriptions import Hub
 
-from .cache import Reads
+from .cache import PetitionRows, Reads
 
 
 @dataclass
 class Context:
     hub: Hub
     writer: SignatureWriter
+    petitions: PetitionRows
     admin: bool
     connection: HTTPConnection
     reads: Reads = field(default_factory=Reads)

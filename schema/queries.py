@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import strawberry
 
 import models
 
-from .context import Info
+from .context import Context, Info
 from .errors import PublicError
 from .ids import parse_global_id
 from .pagination import paginate
@@ -54,6 +56,29 @@ async def resolve_node(info: Info, id: str) -> Node | None:
     return None
 
 
+async def resolve_petition(
+    context: Context, id: str | None = None, slug: str | None = None
+) -> Petition | None:
+    """`petition`, for Strawberry's resolver and for the compiled plan of hot documents."""
+    if (id is None) == (slug is None):
+        raise PublicError("Give the petition's `id` or its `slug`, exactly one of them.")
+    # admins see drafts too: they read the database; everyone else reads the kept rows
+    find = partial(models.find_petition, admin=True) if context.admin else context.petitions.find
+    reads = context.reads
+    row = None
+    if id is not None:
+        parsed = parse_global_id(id)
+        if parsed is not None and parsed[0] == "Petition":
+            row = await find(petition_id=parsed[1])
+    else:
+        row = await find(slug=slug)
+    if row is None:
+        reads.forbid()  # nothing found: no event would tell when something is
+        return None
+    reads.petition(row.id, row.closes_at)
+    return Petition.from_row(row)
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="Any object by its global ID; null if nothing visible has it.")
@@ -64,21 +89,7 @@ class Query:
     async def petition(
         self, info: Info, id: strawberry.ID | None = None, slug: str | None = None
     ) -> Petition | None:
-        if (id is None) == (slug is None):
-            raise PublicError("Give the petition's `id` or its `slug`, exactly one of them.")
-        admin, reads = info.context.admin, info.context.reads
-        row = None
-        if id is not None:
-            parsed = parse_global_id(id)
-            if parsed is not None and parsed[0] == "Petition":
-                row = await models.find_petition(admin=admin, petition_id=parsed[1])
-        else:
-            row = await models.find_petition(admin=admin, slug=slug)
-        if row is None:
-            reads.forbid()  # nothing found: no event would tell when something is
-            return None
-        reads.petition(row.id, row.closes_at)
-        return Petition.from_row(row)
+        return await resolve_petition(info.context, id, slug)
 
     @strawberry.field(description="Petitions the caller may see, newest first.")
     async def petitions(

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import uuid
 from datetime import UTC, datetime, timedelta
 
-from tests.conftest import ADMIN_TOKEN
+import httpx
+from asgi_lifespan import LifespanManager
+
+from models.migrations import migrate
+from server import Settings, create_app
+from tests.conftest import (
+    ADMIN_TOKEN,
+    REDIS_URL,
+    GraphQLClient,
+    fresh_postgres_database,
+    needs_postgres,
+)
 from tests.factories import ADD_COMMENT, create_petition, sign
 
 COUNT = """
@@ -114,3 +127,72 @@ async def test_drafts_never_leak_through_the_cache(gql, http):
 
     assert admin_view.json()["data"]["petition"]["status"] == "DRAFT"
     assert public_view is None
+
+
+async def distinct_read(http, slug, nonce):
+    """A read the result cache cannot answer (an undeclared variable makes each one new)."""
+    response = await http.post(
+        "/graphql", json={"query": COUNT, "variables": {"slug": slug, "nonce": nonce}}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-cache"] == "miss"
+    return response.json()["data"]["petition"]
+
+
+async def test_reads_the_result_cache_cannot_answer_see_every_write_at_once(gql, http):
+    petition = await create_petition(gql, title="Before")
+    nonces = itertools.count()
+    for n in range(1, 6):
+        assert (await distinct_read(http, petition["slug"], next(nonces)))[
+            "signatureCount"
+        ] == n - 1
+        await sign(gql, petition["id"], n)
+    await gql(UPDATE_TITLE, {"input": {"id": petition["id"], "title": "After"}}, admin=True)
+    await gql(
+        ADD_COMMENT,
+        {
+            "input": {
+                "petitionId": petition["id"],
+                "authorName": "Ada",
+                "email": "ada@example.org",
+                "body": "Yes",
+            }
+        },
+    )
+
+    seen = await distinct_read(http, petition["slug"], next(nonces))
+
+    assert seen == {"signatureCount": 5, "commentCount": 1, "status": "OPEN", "title": "After"}
+
+
+@needs_postgres
+async def test_a_process_reads_at_once_the_signatures_another_process_took():
+    async with fresh_postgres_database() as url:
+        await migrate(url)
+        settings = Settings(
+            database_url=url,
+            broadcast_url=REDIS_URL or "",
+            admin_token=ADMIN_TOKEN,
+            channel_prefix=f"test-{uuid.uuid4().hex[:12]}",
+        )
+        async with (
+            LifespanManager(create_app(settings)) as one,
+            LifespanManager(create_app(settings)) as other,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=one.app), base_url="http://a") as a,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=other.app), base_url="http://b"
+            ) as b,
+        ):
+            petition = await create_petition(GraphQLClient(a))
+            nonces = itertools.count()
+            assert (await distinct_read(b, petition["slug"], next(nonces)))["signatureCount"] == 0
+            for n in range(1, 21):
+                await sign(GraphQLClient(a), petition["id"], n)
+            seen = []
+            async with asyncio.timeout(5):  # the event crosses Redis
+                while not seen or seen[-1] < 20:
+                    seen.append(
+                        (await distinct_read(b, petition["slug"], next(nonces)))["signatureCount"]
+                    )
+            assert seen == sorted(seen)
+            assert seen[-1] == 20
