@@ -1,14 +1,28 @@
 """Cohorts: subscribers of the same hot subscription share one execution and one encoded frame.
 
-Ten thousand pages watching one petition's count ask the very same thing. Executed one by one,
-each new count costs ten thousand GraphQL executions; in a cohort (as Hasura calls it) it costs
-one, and each member's socket is sent the same encoded payload behind its own operation id.
-Members keep only the latest payload not yet sent, so a slow socket delays itself alone, and
-a cohort sends at most one wave every `WAVE_INTERVAL` seconds: a burst of signatures becomes
-one frame per member carrying the latest count (the contract allows a second).
+Ten thousand pages watching one petition's count ask the very same thing; so do a thousand
+pages showing its newest signers. Executed one by one, each new signature costs a thousand
+GraphQL executions; in a cohort (as Hasura calls it) it costs one, and each member's socket is
+sent the same encoded payload behind its own operation id.
+
+A cohort keeps its results in one log, and each member a cursor into it: the member's FIFO of
+results not yet sent, from the moment it joined, shared rather than copied. Waves of sends go
+over the members: counts at most every `LATEST_WAVE_INTERVAL` and only the latest result (a
+burst of signatures becomes one frame carrying the latest count; the contract allows a second),
+names and comments every one, in order, as soon as `QUEUE_WAVE_INTERVAL` allows (a burst goes
+out in one write). A names member more than the hub's `capacity` results behind is cut off with
+the same error as any slow subscriber (it may subscribe again), and the log is trimmed to the
+members still in it: a slow socket delays itself alone, and never holds memory without bound.
+
+Sending is the cost that grows with the members. When the server offers the `SEND_TEXTS`
+extension (our uvicorn protocol does), a wave writes each member's frames to its transport
+synchronously, in one write, with no task woken and no await per frame; a socket whose write
+buffer is above `WRITE_LIMIT` is skipped until a later wave (back-pressure: its results wait in
+the log, counting toward its cap). Under any other server each member's own task sends its
+frames through Starlette, as it would outside a cohort: the same behaviour, only slower.
 
 Hot means: a `graphql-transport-ws` subscription document with one operation whose only root
-field is `signatureCount`. Members of one cohort share document, variables, operation name and
+field is one of `HOT_FIELDS`. Members of one cohort share document, variables, operation name and
 admin flag, so they would have received the very same results. Everything else runs through
 Strawberry as usual, one execution per subscriber.
 """
@@ -18,10 +32,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from itertools import islice
+from typing import Any, cast
 
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.websockets import WebSocketDisconnect
@@ -34,75 +51,91 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
+from subscriptions import FellBehind
+
 from .context import Context
 
 log = logging.getLogger("petitions.cohorts")
 
-HOT_FIELDS = frozenset({"signatureCount"})
-WAVE_INTERVAL = 0.5  # seconds between two waves of one cohort
-WAVE_CHUNK = 500  # members woken at once; the loop serves other work between chunks
+LATEST_ONLY_FIELDS = frozenset({"signatureCount"})  # a newer result makes an older one moot
+HOT_FIELDS = LATEST_ONLY_FIELDS | {"signatureAdded", "commentAdded"}
+LATEST_WAVE_INTERVAL = 0.5  # seconds between two waves of a count cohort
+QUEUE_WAVE_INTERVAL = 0.02  # of a names or comments cohort: one write per socket per burst
+RETRY_INTERVAL = 0.5  # before a wave comes back for sockets that were too full to write to
+WAVE_CHUNK = 500  # members served at once; the loop serves other work between chunks
+WRITE_LIMIT = 64 * 1024  # bytes waiting in a socket's write buffer before a wave skips it
+
+SEND_TEXTS = "petitions.websocket.send_texts"
+"""The ASGI scope extension of a server that can write encoded text frames synchronously:
+`scope["extensions"][SEND_TEXTS]` is a dict with `"send_texts"`, a callable taking UTF-8 encoded
+text frames, writing them in one transport write and returning False (writing nothing) once the
+socket is closing, and `"write_buffer_size"`, a callable returning the bytes the transport holds
+not yet sent."""
 
 CohortKey = tuple[str, str, str | None, bool]
+SendTexts = Callable[[list[bytes]], bool]
+WriteBufferSize = Callable[[], int]
+
+_BEHIND = "behind"  # cut off: too far behind the cohort's results
+_GONE = "gone"  # its socket is closing
+_ENDED = "ended"  # the cohort's execution ended, and this member was sent all of it
 
 
 @lru_cache(maxsize=1000)
-def is_hot(query: str, operation_name: str | None) -> bool:
-    """A subscription to one hot field and nothing else (no fragments, no directives)."""
+def hot_field(query: str, operation_name: str | None) -> str | None:
+    """The hot field a subscription asks for and nothing else (no fragments, no directives)."""
     try:
         document = parse(query)
     except GraphQLError:
-        return False
+        return None
     if len(document.definitions) != 1:
-        return False
+        return None
     operation = document.definitions[0]
     if not isinstance(operation, OperationDefinitionNode):
-        return False
+        return None
     if operation.operation is not OperationType.SUBSCRIPTION or operation.directives:
-        return False
+        return None
     name = operation.name.value if operation.name else None
     if operation_name is not None and name != operation_name:
-        return False
+        return None
     [*selections] = operation.selection_set.selections
-    return (
+    if (
         len(selections) == 1
         and isinstance(selections[0], FieldNode)
         and selections[0].name.value in HOT_FIELDS
         and not selections[0].directives
-    )
+    ):
+        return selections[0].name.value
+    return None
 
 
 class _Member:
-    """One subscriber's slot: the latest payload it has not been sent yet."""
+    """One subscriber: its place in the cohort's log, how to reach its socket, how it ended."""
 
-    __slots__ = ("ended", "pending", "waiter")
+    __slots__ = ("cursor", "outcome", "prefix", "send_texts", "waiter", "write_buffer_size")
 
-    def __init__(self) -> None:
-        self.pending: str | None = None
-        self.ended = False
+    def __init__(self, prefix: bytes, extension: tuple[SendTexts, WriteBufferSize] | None) -> None:
+        self.prefix = prefix  # the frame up to its payload: '{"id":…,"type":"next","payload":'
+        self.cursor = 0  # the sequence number of the first result it has not been sent
+        self.outcome: str | None = None
+        self.send_texts: SendTexts | None = None
+        self.write_buffer_size: WriteBufferSize | None = None
+        if extension is not None:
+            self.send_texts, self.write_buffer_size = extension
         self.waiter: asyncio.Future[None] | None = None  # a bare future: cheaper than an Event
 
-    def offer(self, payload: str) -> None:
-        self.pending = payload
-        self._wake()
-
-    def end(self) -> None:
-        self.ended = True
-        self._wake()
-
-    def _wake(self) -> None:
+    def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    async def next(self) -> str | None:
-        """The next payload to send, or None once the cohort has ended."""
-        while True:
-            if self.pending is not None:
-                payload, self.pending = self.pending, None
-                return payload
-            if self.ended:
-                return None
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
+    def finish(self, outcome: str) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+            self.wake()
+
+    async def wait(self) -> None:
+        self.waiter = asyncio.get_running_loop().create_future()
+        await self.waiter
 
 
 @dataclass
@@ -115,30 +148,65 @@ class Cohort:
     """One execution of a hot subscription, fanned out to its members."""
 
     def __init__(
-        self, handler: CohortTransportWSHandler, operation: Operation[Context, None]
+        self,
+        handler: CohortTransportWSHandler,
+        operation: Operation[Context, None],
+        *,
+        latest_only: bool,
+        capacity: int,
     ) -> None:
         self.members: set[_Member] = set()
-        self.latest: str | None = None
+        self.latest_only = latest_only
+        self.capacity = capacity
         self.end: _End | None = None
-        self._sent: str | None = None
+        self._log: deque[bytes] = deque()  # encoded payloads some member has not been sent
+        self._head = 0  # the sequence number of the next result; the log ends just before it
+        self._interval = LATEST_WAVE_INTERVAL if latest_only else QUEUE_WAVE_INTERVAL
         self._last_wave = 0.0
-        self._wave: asyncio.TimerHandle | None = None
-        self._waving: asyncio.Task[None] | None = None
+        self._timer: asyncio.Handle | None = None  # the next wave, due at `_due`
+        self._due = 0.0
+        self._chunk: asyncio.Handle | None = None  # the next chunk of the wave in progress
+        self._wave: list[_Member] | None = None  # the members of the wave in progress
+        self._again = False  # a result arrived during the wave in progress
+        self._blocked = False  # a wave skipped a socket whose write buffer was full
         self.task = asyncio.create_task(self._run(handler, operation))
 
+    @property
+    def held(self) -> int:
+        """Results kept for members not yet sent them (one at most, for counts)."""
+        return len(self._log)
+
     def close(self) -> None:
-        if self._wave is not None:
-            self._wave.cancel()
-        if self._waving is not None:
-            self._waving.cancel()
+        self._stop_waves()
         self.task.cancel()
 
     def join(self, member: _Member) -> None:
         self.members.add(member)
-        if self.latest is not None:
-            member.offer(self.latest)  # the current value at once, as on any subscribe
-        if self.end is not None:
-            member.end()
+        if self.latest_only and self._log:
+            member.cursor = self._head - 1  # the current value at once, as on any subscribe
+            self._serve(member)
+            if member.send_texts is not None and member.cursor < self._head:
+                self._schedule_wave(after=RETRY_INTERVAL)  # its socket was full: later
+        else:
+            member.cursor = self._head  # every result from now on
+
+    def take(self, member: _Member) -> list[bytes]:
+        """What a member without the extension sends next, itself; the waves write the others'."""
+        if member.send_texts is not None or member.outcome in {_BEHIND, _GONE}:
+            return []
+        return self._frames(member)
+
+    def _frames(self, member: _Member) -> list[bytes]:
+        """The member's frames of the results it has not been sent, now counted as sent."""
+        start, member.cursor = member.cursor, self._head
+        if start >= self._head:
+            return []
+        if self.latest_only:
+            payloads: Iterable[bytes] = (self._log[-1],)
+        else:
+            payloads = islice(self._log, start - (self._head - len(self._log)), None)
+        prefix = member.prefix
+        return [prefix + payload + b"}" for payload in payloads]
 
     async def _run(
         self, handler: CohortTransportWSHandler, operation: Operation[Context, None]
@@ -162,8 +230,7 @@ class Cohort:
                     payload: dict[str, Any] = {"data": result.data}
                     if result.errors:
                         payload["errors"] = [error.formatted for error in result.errors]
-                    self.latest = json.dumps(payload, separators=(",", ":"))
-                    self._schedule_wave()
+                    self._append(json.dumps(payload, separators=(",", ":")).encode())
             self._finish(_End("complete"))
         except asyncio.CancelledError:
             raise
@@ -171,41 +238,91 @@ class Cohort:
             log.warning("a cohort ended on %s", type(error).__name__)
             self._finish(_End("error", [{"message": "Internal server error."}]))
 
-    def _schedule_wave(self) -> None:
+    def _append(self, payload: bytes) -> None:
+        if self.latest_only:
+            if self._log and self._log[-1] == payload:
+                return  # nothing new to tell (a resync that found the same count)
+            self._log.clear()
+        self._log.append(payload)
+        self._head += 1
+        self._schedule_wave()
+
+    def _schedule_wave(self, after: float = 0.0) -> None:
         if self._wave is not None:
-            return  # the wave already due carries the latest payload
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, self._last_wave + WAVE_INTERVAL - loop.time())
-        self._wave = loop.call_later(delay, self._send_wave)
-
-    def _send_wave(self) -> None:
-        self._wave = None
-        self._last_wave = asyncio.get_running_loop().time()
-        if self.latest is None or self.latest == self._sent:
+            self._again = True  # the wave in progress starts another when it is done
             return
-        self._sent = self.latest
-        if self._waving is not None:
-            self._waving.cancel()  # its members get this newer payload instead
-        members = list(self.members)
-        for member in members[:WAVE_CHUNK]:
-            member.offer(self.latest)
-        if len(members) > WAVE_CHUNK:
-            self._waving = asyncio.create_task(self._offer_rest(members, self.latest))
+        loop = asyncio.get_running_loop()
+        when = max(self._last_wave + self._interval, loop.time() + after)
+        if self._timer is not None:
+            if self._due <= when:
+                return  # the wave already due carries every result so far
+            self._timer.cancel()  # a retry for full sockets must not hold new results back
+        self._due = when
+        self._timer = loop.call_at(when, self._start_wave)  # (uvloop: not always a TimerHandle)
 
-    async def _offer_rest(self, members: list[_Member], payload: str) -> None:
-        """Wake a large cohort a chunk at a time, so requests are served between chunks."""
-        for start in range(WAVE_CHUNK, len(members), WAVE_CHUNK):
-            await asyncio.sleep(0)
-            for member in members[start : start + WAVE_CHUNK]:
-                member.offer(payload)
+    def _start_wave(self) -> None:
+        self._timer = None
+        self._last_wave = asyncio.get_running_loop().time()
+        self._again = self._blocked = False
+        self._wave = list(self.members)
+        self._continue_wave(0)
+
+    def _continue_wave(self, start: int) -> None:
+        """Serve a chunk of the wave's members, and leave the rest to a later turn of the loop,
+        so that requests are served between chunks of a large cohort."""
+        wave = self._wave
+        assert wave is not None
+        for member in wave[start : start + WAVE_CHUNK]:
+            if member in self.members:
+                self._serve(member)
+        if start + WAVE_CHUNK < len(wave):
+            loop = asyncio.get_running_loop()
+            self._chunk = loop.call_soon(self._continue_wave, start + WAVE_CHUNK)
+            return
+        self._chunk = self._wave = None
+        if not self.latest_only:  # forget what every member has been sent
+            oldest = min((member.cursor for member in self.members), default=self._head)
+            for _ in range(oldest - (self._head - len(self._log))):
+                self._log.popleft()
+        if self._again:
+            self._schedule_wave()
+        elif self._blocked:
+            self._schedule_wave(after=RETRY_INTERVAL)
+
+    def _stop_waves(self) -> None:
+        for handle in (self._timer, self._chunk):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._chunk = self._wave = None
+
+    def _serve(self, member: _Member, *, last: bool = False) -> None:
+        """Send a member what it has not been sent: write it now with the extension, or wake
+        its task. A member too far behind is cut off; a full socket waits for a later wave
+        (unless this is the `last` one, before the cohort ends)."""
+        if member.cursor >= self._head:
+            return
+        if not self.latest_only and self._head - member.cursor > self.capacity:
+            self._drop(member, _BEHIND)
+            return
+        if member.send_texts is None or member.write_buffer_size is None:
+            member.wake()
+            return
+        if not last and member.write_buffer_size() > WRITE_LIMIT:
+            self._blocked = True
+            return
+        if not member.send_texts(self._frames(member)):
+            self._drop(member, _GONE)
+
+    def _drop(self, member: _Member, outcome: str) -> None:
+        self.members.discard(member)
+        member.finish(outcome)
 
     def _finish(self, end: _End) -> None:
-        if self._wave is not None:
-            self._wave.cancel()
-            self._send_wave()
+        self._stop_waves()
         self.end = end
-        for member in self.members:
-            member.end()
+        for member in list(self.members):
+            self._serve(member, last=True)
+            member.finish(_ENDED)
 
 
 class Cohorts:
@@ -220,10 +337,14 @@ class Cohorts:
         handler: CohortTransportWSHandler,
         operation: Operation[Context, None],
         member: _Member,
+        *,
+        latest_only: bool,
+        capacity: int,
     ) -> Cohort:
         cohort = self._cohorts.get(key)
         if cohort is None or cohort.end is not None:
-            cohort = self._cohorts[key] = Cohort(handler, operation)
+            cohort = Cohort(handler, operation, latest_only=latest_only, capacity=capacity)
+            self._cohorts[key] = cohort
         cohort.join(member)
         return cohort
 
@@ -237,13 +358,18 @@ class Cohorts:
     def __len__(self) -> int:
         return len(self._cohorts)
 
+    def __iter__(self) -> Iterator[Cohort]:
+        """The cohorts now, each with its `members` and what it `held` for them."""
+        return iter(list(self._cohorts.values()))
+
 
 class CohortTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, serving hot subscriptions from cohorts."""
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         cohorts: Cohorts | None = getattr(self.view, "cohorts", None)
-        if cohorts is None or not is_hot(operation.query, operation.operation_name):
+        field = hot_field(operation.query, operation.operation_name)
+        if cohorts is None or field is None:
             await super().run_operation(operation)
             return
         try:
@@ -252,13 +378,31 @@ class CohortTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await super().run_operation(operation)
             return
         key: CohortKey = (operation.query, variables, operation.operation_name, self.context.admin)
-        member = _Member()
-        cohort = cohorts.join(key, self, operation, member)
-        frame = '{"id":' + json.dumps(operation.id) + ',"type":"next","payload":'
+        prefix = '{"id":' + json.dumps(operation.id) + ',"type":"next","payload":'
+        member = _Member(prefix.encode(), _send_texts_extension(self.websocket))
+        cohort = cohorts.join(
+            key,
+            self,
+            operation,
+            member,
+            latest_only=field in LATEST_ONLY_FIELDS,
+            capacity=self.context.hub.capacity,
+        )
         try:
-            while (payload := await member.next()) is not None:
-                await _send_text(self.websocket, frame + payload + "}")
+            while True:
+                frames = cohort.take(member)
+                for frame in frames:
+                    await _send_text(self.websocket, frame.decode())
+                if frames:
+                    continue
+                if member.outcome is not None:
+                    break
+                await member.wait()
+            if member.outcome == _GONE:
+                return
             end = cohort.end
+            if member.outcome == _BEHIND:  # the words of any subscriber that fell behind
+                end = _End("error", [{"message": str(FellBehind())}])
             assert end is not None
             if end.kind == "error":
                 await operation.send_operation_message(
@@ -278,6 +422,19 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
             await self.ws.send_text(text)
         except WebSocketDisconnect as error:
             raise WebSocketDisconnected from error
+
+
+def _send_texts_extension(websocket: Any) -> tuple[SendTexts, WriteBufferSize] | None:
+    """The server's `SEND_TEXTS` extension for this socket, when it offers one."""
+    if not isinstance(websocket, TextWebSocketAdapter):
+        return None
+    extension = (websocket.ws.scope.get("extensions") or {}).get(SEND_TEXTS)
+    if not isinstance(extension, dict):
+        return None
+    send_texts, write_buffer_size = extension.get("send_texts"), extension.get("write_buffer_size")
+    if not callable(send_texts) or not callable(write_buffer_size):
+        return None
+    return cast(SendTexts, send_texts), cast(WriteBufferSize, write_buffer_size)
 
 
 async def _send_text(websocket: Any, text: str) -> None:

@@ -32,6 +32,9 @@ log = logging.getLogger("petitions.subscriptions")
 class FellBehind(Exception):
     """A listener's buffer overflowed: its client could not keep up with the events."""
 
+    def __init__(self) -> None:
+        super().__init__("the client fell too far behind the events; subscribe again")
+
 
 class Listener:
     """One subscriber's buffer of events from one petition."""
@@ -59,7 +62,7 @@ class Listener:
         """The next event; raises `FellBehind` once the buffer has overflowed."""
         while True:
             if self._fell_behind:
-                raise FellBehind("the client fell too far behind the events; subscribe again")
+                raise FellBehind()
             if self._events:
                 return self._events.popleft()
             self._ready.clear()

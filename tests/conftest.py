@@ -113,11 +113,12 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def running_server(app: Starlette) -> AsyncIterator[str]:
-    """Serve `app` with a real uvicorn on a free port; yields the base URL."""
+async def running_server(app: Starlette, ws: Any = "auto") -> AsyncIterator[str]:
+    """Serve `app` with a real uvicorn on a free port; yields the base URL. `ws` is uvicorn's
+    websocket protocol (e.g. `server.GoingAwayWebSocketProtocol`, as `petitions serve` uses)."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ws_per_message_deflate=False
+        app, host="127.0.0.1", port=port, log_level="warning", ws_per_message_deflate=False, ws=ws
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
