@@ -53,14 +53,20 @@ async def open_database(
         _current_context.reset(token)
 
 
-@asynccontextmanager
-async def activate(context: TortoiseContext) -> AsyncIterator[None]:
-    """Make `context` the current Tortoise context for the block (one request, say)."""
-    token = _current_context.set(context)
-    try:
-        yield
-    finally:
-        _current_context.reset(token)
+class activate:  # lower case: it reads as a function, `async with activate(context):`
+    """Make `context` the current Tortoise context for the block (one request, say). A class,
+    not a generator: it runs around every request."""
+
+    __slots__ = ("context", "token")
+
+    def __init__(self, context: TortoiseContext) -> None:
+        self.context = context
+
+    async def __aenter__(self) -> None:
+        self.token = _current_context.set(self.context)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        _current_context.reset(self.token)
 
 
 async def ping() -> None:

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from subscriptions import Event, Publisher
@@ -152,13 +151,11 @@ class SignatureWriter:
                         raise IntegrityError("a signature appeared under the petition's lock")
                 if not rows:
                     continue
-                await (
-                    Petition.filter(id=petition_id)
-                    .using_db(connection)
-                    .update(
-                        signature_count=F("signature_count") + len(rows),
-                        last_signature_number=F("last_signature_number") + len(rows),
-                    )
+                await connection.execute_query(
+                    'UPDATE "petition" SET "signature_count" = "signature_count" + {}, '
+                    '"last_signature_number" = "last_signature_number" + {} '
+                    'WHERE "id" = {}'.format(*_marks(connection, 3)),
+                    [len(rows), len(rows), petition_id],
                 )
                 for offset, (waiting, row) in enumerate(rows.items(), start=1):
                     snapshot = copy.copy(petition)
@@ -219,10 +216,7 @@ async def _insert(
         fields[column].to_db_value(getattr(row, column), row) for row in rows for column in _COLUMNS
     ]
     width = len(_COLUMNS)
-    if connection.capabilities.dialect == "postgres":
-        marks = [f"${n}" for n in range(1, len(values) + 1)]
-    else:
-        marks = ["?"] * len(values)
+    marks = _marks(connection, len(values))
     tuples = ",".join(
         "(" + ",".join(marks[i : i + width]) + ")" for i in range(0, len(marks), width)
     )
@@ -240,6 +234,13 @@ async def _insert(
             row.id = pk
             stored[waiting] = row
     return stored
+
+
+def _marks(connection: BaseDBAsyncClient, count: int) -> list[str]:
+    """Parameter placeholders in the connection's dialect."""
+    if connection.capabilities.dialect == "postgres":
+        return [f"${n}" for n in range(1, count + 1)]
+    return ["?"] * count
 
 
 async def _delete(connection: BaseDBAsyncClient, ids: list[int]) -> None:

@@ -17,7 +17,7 @@ from strawberry.types import ExecutionContext
 
 from .cache import PetitionRows, ResultCache
 from .context import Context, Info, is_admin
-from .errors import PublicError, should_mask, without_input_values
+from .errors import MASKED, PublicError, should_mask, without_input_values
 from .mutations import Mutation
 from .queries import Query
 from .subscription import Subscription
@@ -37,7 +37,7 @@ class PetitionSchema(strawberry.Schema):
 def make_schema(*, introspection: bool = True) -> strawberry.Schema:
     """The schema, with errors masked and parsing and validation cached."""
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: MaskErrors(should_mask_error=should_mask, error_message="Internal server error."),
+        lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED),
         lambda: ParserCache(maxsize=1000),
         lambda: ValidationCache(maxsize=1000),
     ]

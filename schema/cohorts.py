@@ -54,6 +54,7 @@ from strawberry.types.execution import PreExecutionError
 from subscriptions import FellBehind
 
 from .context import Context
+from .errors import MASKED
 
 log = logging.getLogger("petitions.cohorts")
 
@@ -236,7 +237,7 @@ class Cohort:
             raise
         except Exception as error:  # a server fault: masked, as every other
             log.warning("a cohort ended on %s", type(error).__name__)
-            self._finish(_End("error", [{"message": "Internal server error."}]))
+            self._finish(_End("error", [{"message": MASKED}]))
 
     def _append(self, payload: bytes) -> None:
         if self.latest_only:

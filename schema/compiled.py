@@ -48,12 +48,12 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from .context import Context
+from .errors import MASKED, PublicError
 from .mutations import resolve_sign_petition
 from .queries import resolve_petition
 
 log = logging.getLogger("strawberry.execution")  # where Strawberry logs a resolver's fault
 
-MASKED = "Internal server error."
 _DEFINITION = "strawberry-definition"  # Strawberry's back-reference on graphql-core types
 
 # The root fields a plan may run, each with the function its Strawberry resolver calls.
@@ -116,14 +116,18 @@ class Plan:
             answer: dict[str, Any] = {
                 "data": {self.key: self.write(await self.resolve(context, **kwargs))}
             }
-        except Exception:
+        except Exception as failure:
             if self.operation.operation is OperationType.QUERY:
                 return None
-            log.exception("a compiled %s failed", self.node.name.value)
+            if isinstance(failure, PublicError):
+                message = str(failure)
+            else:
+                log.exception("a compiled %s failed", self.node.name.value)
+                message = MASKED
             location = (
                 self.node.loc.source.get_location(self.node.loc.start) if self.node.loc else None
             )
-            error: dict[str, Any] = {"message": MASKED}
+            error: dict[str, Any] = {"message": message}
             if location is not None:
                 error["locations"] = [{"line": location.line, "column": location.column}]
             error["path"] = [self.key]

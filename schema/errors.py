@@ -32,6 +32,9 @@ def user_error(code: RefusalCode, message: str, field: str | None = None) -> Use
     return UserError(field=field, message=message, code=code)
 
 
+MASKED = "Internal server error."  # what a client reads of any fault of ours
+
+
 class PublicError(Exception):
     """A GraphQL error whose message is meant for the client (all others are masked)."""
 
