@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
 import resource
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -225,6 +226,33 @@ async def _send_json(send: Send, body: bytes, cache_control: str, x_cache: bytes
     await send({"type": "http.response.body", "body": body})
 
 
+FREEZE_EVERY = 1.0  # seconds
+COLLECT_EVERY = 600.0  # seconds
+
+
+async def _freeze_long_lived_objects() -> None:
+    """Keep the garbage collector's full passes short and rare.
+
+    Python's collector stops the world to walk every object it tracks: with 20,000 websockets
+    open, three million objects and 1.7 s during which no count is sent and no signature taken
+    (measured). Nearly all of those objects live as long as their connection, so every second
+    what has survived is moved out of the collector's sight (`gc.freeze`), and a full pass
+    walks only what is new. Cyclic garbage among frozen objects (a closed connection's, say)
+    waits for the full collection made every `COLLECT_EVERY` seconds."""
+    loop = asyncio.get_running_loop()
+    collected_at = loop.time()
+    try:
+        while True:
+            await asyncio.sleep(FREEZE_EVERY)
+            if loop.time() - collected_at >= COLLECT_EVERY:
+                gc.unfreeze()
+                gc.collect()
+                collected_at = loop.time()
+            gc.freeze()
+    finally:
+        gc.unfreeze()
+
+
 class DatabaseContext:
     """Enter the lifespan's Tortoise context in every request: Tortoise 1.x finds its
     connections through a context variable, which does not cross into request tasks."""
@@ -278,6 +306,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await hub.connect()
             writer = models.SignatureWriter(hub)
             writer.start()
+            collector = asyncio.create_task(_freeze_long_lived_objects())
             try:
                 yield {
                     "database": database,
@@ -288,6 +317,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "settings": settings,
                 }
             finally:
+                collector.cancel()
+                with suppress(asyncio.CancelledError):
+                    await collector
                 await writer.stop()  # every accepted signature is written before we go
                 await hub.disconnect()
 

@@ -2,11 +2,13 @@
 transaction, so that throughput grows with load instead of collapsing on the petition's row.
 
 A batch locks its petitions' rows (in id order, so two processes never deadlock), refuses what
-must be refused (closed, not found, an email already there or twice in the batch), numbers the
-rest after the petition's last number, inserts them together, moves each counter once, commits,
-and only then publishes the events, in number order, and answers the callers. The unique
-constraint on (petition, canonical email) still stands behind the read: should it ever fire,
-the batch is rolled back and each of its signatures is tried alone.
+must be refused (closed, not found, an email twice in the batch), numbers the rest after the
+petition's last number and inserts them in one statement that skips any email already there
+(`ON CONFLICT DO NOTHING`: the unique constraint decides, so no read of earlier signatures can
+go stale or slow), moves each counter once, commits, and only then publishes the events, in
+number order, and answers the callers. When an email had signed before (rare), the batch's rows
+of that petition are inserted again without it, so numbers stay gapless. Should a constraint
+fire all the same, the batch is rolled back and each of its signatures is tried alone.
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import httpx
+from asgi_lifespan import LifespanManager
 from tortoise.context import require_context
 
 import models
-from server import Settings
+from server import FREEZE_EVERY, Settings, create_app
 from subscriptions import FellBehind, Hub, PetitionChanged, SignatureAdded
 from tests.processes import run_command, server_process, service_env
 
@@ -99,3 +101,15 @@ async def test_a_slow_listener_is_cut_off_without_slowing_the_others():
     assert [event.number for event in received] == list(range(1, 21))
     assert latest == PetitionChanged(1, 20, 100)
     assert cut_off == "the client fell too far behind the events; subscribe again"
+
+
+async def test_objects_that_live_on_are_kept_out_of_the_collectors_way_while_serving(settings):
+    """A full garbage collection walks every tracked object: with thousands of websockets it
+    stops the server for seconds. The server freezes what has survived, every second."""
+    assert gc.get_freeze_count() == 0
+    async with LifespanManager(create_app(settings)):
+        kept = [[n] for n in range(1000)]  # long-lived objects the collector tracks
+        await asyncio.sleep(FREEZE_EVERY * 2.5)
+        frozen = gc.get_freeze_count()
+    assert frozen >= len(kept)
+    assert gc.get_freeze_count() == 0  # given back to the collector when the server stops
