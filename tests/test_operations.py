@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 
 import httpx
-from asgi_lifespan import LifespanManager
 from tortoise.context import require_context
 
 import models
-from server import FREEZE_EVERY, Settings, create_app
+from server import Settings, keep_connections_out_of_the_collector
 from subscriptions import FellBehind, Hub, PetitionChanged, SignatureAdded
 from tests.processes import run_command, server_process, service_env
 
@@ -103,13 +103,26 @@ async def test_a_slow_listener_is_cut_off_without_slowing_the_others():
     assert cut_off == "the client fell too far behind the events; subscribe again"
 
 
-async def test_objects_that_live_on_are_kept_out_of_the_collectors_way_while_serving(settings):
+async def test_long_lived_connections_are_kept_out_of_the_collectors_way():
     """A full garbage collection walks every tracked object: with thousands of websockets it
-    stops the server for seconds. The server freezes what has survived, every second."""
+    stops the server for seconds. Their objects are frozen as their number grows, and given
+    back to the collector when most of them have closed."""
+    open_websockets = [0]
+    policy = asyncio.create_task(
+        keep_connections_out_of_the_collector(lambda: open_websockets[0], at_least=10)
+    )
+    seen = []
+    try:
+        for count in [5, 10, 11, 20, 11, 2]:
+            open_websockets[0] = count
+            kept = [[n] for n in range(1000)]  # objects that live on, as a connection's do
+            await asyncio.sleep(1.3)
+            seen.append(gc.get_freeze_count() >= len(kept))
+    finally:
+        policy.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await policy
+    # frozen from 10 open, not again at 11 (<1.25x) though new objects came; 20 freezes again
+    # what came since; at 11 (of 20 frozen) it stays; at 2 all is given back
+    assert seen == [False, True, True, True, True, False]
     assert gc.get_freeze_count() == 0
-    async with LifespanManager(create_app(settings)):
-        kept = [[n] for n in range(1000)]  # long-lived objects the collector tracks
-        await asyncio.sleep(FREEZE_EVERY * 2.5)
-        frozen = gc.get_freeze_count()
-    assert frozen >= len(kept)
-    assert gc.get_freeze_count() == 0  # given back to the collector when the server stops
