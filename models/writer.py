@@ -213,10 +213,9 @@ async def _insert(
         waiting.fields.row(petition_id, number, created_at=now)
         for number, waiting in enumerate(waitings, start=start)
     ]
-    fields = Signature._meta.fields_map
-    values = [
-        fields[column].to_db_value(getattr(row, column), row) for row in rows for column in _COLUMNS
-    ]
+    # the values as they are: strings, integers, a boolean and an aware datetime, which both
+    # drivers take (Tortoise's to_db_value returns each unchanged, for ~5% of a sign's time)
+    values = [getattr(row, column) for row in rows for column in _COLUMNS]
     width = len(_COLUMNS)
     marks = _marks(connection, len(values))
     tuples = ",".join(
