@@ -74,3 +74,23 @@ async def sign(gql: Any, petition_id: str, n: int, **overrides: Any) -> dict[str
     assert "errors" not in result, result
     payload: dict[str, Any] = result["data"]["signPetition"]
     return payload
+
+
+async def comment(gql: Any, petition_id: str, **overrides: Any) -> dict[str, Any]:
+    """Comment on a petition; returns the whole `addComment` payload."""
+    result = await gql(
+        ADD_COMMENT,
+        {
+            "input": {
+                "petitionId": petition_id,
+                "authorName": "Grace Hopper",
+                "email": "grace@example.org",
+                "body": "Count me in.",
+                **overrides,
+            }
+        },
+    )
+    assert "errors" not in result, result
+    payload: dict[str, Any] = result["data"]["addComment"]
+    assert payload["errors"] == [], payload["errors"]
+    return payload

@@ -19,7 +19,7 @@ from tests.conftest import (
     fresh_postgres_database,
     needs_postgres,
 )
-from tests.factories import ADD_COMMENT, create_petition, sign
+from tests.factories import comment, create_petition, sign
 
 COUNT = """
 query Count($slug: String!) { petition(slug: $slug) { signatureCount commentCount status title } }
@@ -54,17 +54,7 @@ async def test_a_reader_sees_every_write_at_once_though_reads_are_cached(gql, ht
         assert caching == ["miss", "miss", "hit", "hit"]
         await sign(gql, petition["id"], n)
 
-    await gql(
-        ADD_COMMENT,
-        {
-            "input": {
-                "petitionId": petition["id"],
-                "authorName": "Ada",
-                "email": "ada@example.org",
-                "body": "Yes",
-            }
-        },
-    )
+    await comment(gql, petition["id"])
     _, seen = await read(http, petition["slug"])
     assert seen["signatureCount"] == 5
     assert seen["commentCount"] == 1
@@ -148,17 +138,7 @@ async def test_reads_the_result_cache_cannot_answer_see_every_write_at_once(gql,
         ] == n - 1
         await sign(gql, petition["id"], n)
     await gql(UPDATE_TITLE, {"input": {"id": petition["id"], "title": "After"}}, admin=True)
-    await gql(
-        ADD_COMMENT,
-        {
-            "input": {
-                "petitionId": petition["id"],
-                "authorName": "Ada",
-                "email": "ada@example.org",
-                "body": "Yes",
-            }
-        },
-    )
+    await comment(gql, petition["id"])
 
     seen = await distinct_read(http, petition["slug"], next(nonces))
 

@@ -20,7 +20,7 @@ from websockets.typing import Origin, Subprotocol
 
 from server import create_app
 from tests.conftest import running_server
-from tests.factories import ADD_COMMENT, create_petition, sign
+from tests.factories import comment, create_petition, sign
 from tests.wsclient import (
     PROTOCOLS,
     TIMEOUT,
@@ -109,25 +109,6 @@ def probe_signer(petition_id: str, server_gql: Any) -> Callable[[int], Awaitable
         return signature
 
     return poke
-
-
-async def comment(server_gql: Any, petition_id: str, **overrides: Any) -> dict[str, Any]:
-    result = await server_gql(
-        ADD_COMMENT,
-        {
-            "input": {
-                "petitionId": petition_id,
-                "authorName": "Grace Hopper",
-                "email": "grace@example.org",
-                "body": "Count me in.",
-                **overrides,
-            }
-        },
-    )
-    assert "errors" not in result, result
-    payload: dict[str, Any] = result["data"]["addComment"]
-    assert payload["errors"] == [], payload["errors"]
-    return payload
 
 
 # signatureCount
