@@ -33,7 +33,7 @@ from websockets.exceptions import InvalidState
 
 import models
 from schema import Context, PetitionRows, ResultCache, is_admin, make_schema
-from schema.cache import Reads
+from schema.cache import Changes, Reads
 from schema.cohorts import SEND_TEXTS, Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
 from schema.compiled import Plans
 from subscriptions import Hub
@@ -136,13 +136,10 @@ class GraphQLApp(GraphQL[Context, None]):
         if key is not None and (kept := cache.get(key)) is not None:
             await _send_json(send, kept, _cache_control(request, cacheable=True), b"hit")
             return
-        since = cache.generation
+        since = cache.changes.now
         if (compiled := await self._compiled(request)) is not None:
             answer, reads = compiled
-            cacheable = key is not None and reads.keepable and b'"errors"' not in answer
-            if cacheable:
-                assert key is not None
-                cache.put(key, answer, reads, since)
+            cacheable = _keep(cache, key, answer, reads, since)
             x_cache = b"miss" if key is not None else None
             await _send_json(send, answer, _cache_control(request, cacheable=cacheable), x_cache)
             return
@@ -152,12 +149,12 @@ class GraphQLApp(GraphQL[Context, None]):
             response = PlainTextResponse(error.reason, status_code=error.status_code)
         context: Context | None = scope.get(_CONTEXT)
         body: bytes | None = getattr(response, "body", None)  # streamed answers are not kept
-        cacheable = False
-        if key is not None and context is not None and body is not None:
-            reads = context.reads
-            if response.status_code == 200 and reads.keepable and b'"errors"' not in body:
-                cache.put(key, body, reads, since)
-                cacheable = True
+        cacheable = (
+            response.status_code == 200
+            and context is not None
+            and body is not None
+            and _keep(cache, key, body, context.reads, since)
+        )
         response.headers["Cache-Control"] = _cache_control(request, cacheable=cacheable)
         if key is not None:
             response.headers["X-Cache"] = "miss"
@@ -212,6 +209,15 @@ async def _cache_key(request: Request) -> bytes | None:
         body = await request.body()  # kept by Starlette for Strawberry to read again
         return b"P" + body if len(body) <= _CACHEABLE_BODY else None
     return None
+
+
+def _keep(cache: ResultCache, key: bytes | None, body: bytes, reads: Reads, since: int) -> bool:
+    """Offer a public answer without errors to the cache, for the identical requests to come;
+    whether it may be kept."""
+    if key is None or not reads.keepable or b'"errors"' in body:
+        return False
+    cache.put(key, body, reads, since)
+    return True
 
 
 def _cache_control(request: Request, *, cacheable: bool) -> str:
@@ -311,10 +317,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 capacity=settings.subscriber_buffer,
                 prefix=settings.channel_prefix,
             )
-            cache = ResultCache(enabled=lambda: hub.healthy)
-            hub.observe(cache.observe)
-            petitions = PetitionRows(enabled=lambda: hub.healthy)
-            hub.observe(petitions.observe)
+            changes = Changes()
+            cache = ResultCache(changes, enabled=lambda: hub.healthy)
+            petitions = PetitionRows(changes, enabled=lambda: hub.healthy)
+            for observer in (changes.observe, cache.observe, petitions.observe):
+                hub.observe(observer)
             await hub.connect()
             writer = models.SignatureWriter(hub)
             writer.start()

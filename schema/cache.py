@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,6 +44,30 @@ class Reads:
         return self.cacheable and bool(self.petitions)
 
 
+class Changes:
+    """A clock that ticks on every event, and when each petition last changed on it: a cache
+    that notes the time before it reads can tell whether what it read may have changed
+    meanwhile, and so must not be kept. The hub's observer, like the caches."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self._changed_at: dict[int, int] = {}
+        self._cleared_at = 0  # a Resync: anything may have changed
+
+    def observe(self, event: Event) -> None:
+        self.now += 1
+        if isinstance(event, Resync):
+            self._cleared_at = self.now
+        else:
+            self._changed_at[event.petition_id] = self.now
+
+    def since(self, moment: int, petition_ids: Iterable[int]) -> bool:
+        """Whether any of these petitions may have changed after `moment`."""
+        return self._cleared_at > moment or any(
+            self._changed_at.get(pk, 0) > moment for pk in petition_ids
+        )
+
+
 @dataclass
 class _Entry:
     body: bytes
@@ -52,33 +76,27 @@ class _Entry:
 
 
 class ResultCache:
-    def __init__(self, enabled: Callable[[], bool], max_entries: int = 10_000) -> None:
+    def __init__(
+        self, changes: Changes, enabled: Callable[[], bool], max_entries: int = 10_000
+    ) -> None:
+        self.changes = changes
         self.enabled = enabled
         self.max_entries = max_entries
-        self.generation = 0
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._keys_of: dict[int, set[bytes]] = {}
-        self._changed_at: dict[int, int] = {}
-        self._cleared_at = 0
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key: bytes) -> bytes | None:
         entry = self._entries.get(key) if self.enabled() else None
         if entry is None or entry.expires <= time.time():
-            self.misses += 1
             return None
         self._entries.move_to_end(key)
-        self.hits += 1
         return entry.body
 
     def put(self, key: bytes, body: bytes, reads: Reads, since: int) -> None:
         """Keep `body` unless `reads` forbid it or a petition read changed after `since`."""
         if not (reads.keepable and self.enabled()):
             return
-        if self._cleared_at > since or any(
-            self._changed_at.get(pk, 0) > since for pk in reads.petitions
-        ):
+        if self.changes.since(since, reads.petitions):
             return
         self._entries[key] = _Entry(body, frozenset(reads.petitions), reads.expires)
         for pk in reads.petitions:
@@ -89,21 +107,11 @@ class ResultCache:
     def observe(self, event: Event) -> None:
         """The hub's observer: every event from every process."""
         if isinstance(event, Resync):
-            self.clear()
-        else:
-            self.invalidate(event.petition_id)
-
-    def invalidate(self, petition_id: int) -> None:
-        self.generation += 1
-        self._changed_at[petition_id] = self.generation
-        for key in self._keys_of.pop(petition_id, set()):
+            self._entries.clear()
+            self._keys_of.clear()
+            return
+        for key in self._keys_of.pop(event.petition_id, set()):
             self._drop(key)
-
-    def clear(self) -> None:
-        self.generation += 1
-        self._cleared_at = self.generation
-        self._entries.clear()
-        self._keys_of.clear()
 
     def _drop(self, key: bytes) -> None:
         entry = self._entries.pop(key, None)
@@ -128,38 +136,29 @@ class PetitionRows:
     while its petition changed answers that one request and is not kept. Admins read drafts
     from the database, always."""
 
-    def __init__(self, enabled: Callable[[], bool], max_entries: int = 10_000) -> None:
+    def __init__(
+        self, changes: Changes, enabled: Callable[[], bool], max_entries: int = 10_000
+    ) -> None:
+        self.changes = changes
         self.enabled = enabled
         self.max_entries = max_entries
-        self.generation = 0
         self._rows: OrderedDict[int, models.Petition] = OrderedDict()
         self._ids_by_slug: dict[str, int] = {}
-        self._changed_at: dict[int, int] = {}
-        self._cleared_at = 0
-        self.hits = 0
-        self.misses = 0
 
     async def find(
-        self, *, petition_id: int | None = None, slug: str | None = None
+        self, *, admin: bool, petition_id: int | None = None, slug: str | None = None
     ) -> models.Petition | None:
-        """The public petition with this id or slug, as `models.find_petition` finds it."""
-        if not self.enabled():
-            return await models.find_petition(admin=False, petition_id=petition_id, slug=slug)
+        """The petition with this id or slug, as `models.find_petition` finds it."""
+        if admin or not self.enabled():  # admins see drafts too: from the database
+            return await models.find_petition(admin=admin, petition_id=petition_id, slug=slug)
         pk = petition_id if petition_id is not None else self._ids_by_slug.get(slug or "")
         row = self._rows.get(pk) if pk is not None else None
         if row is not None:
             self._rows.move_to_end(row.id)
-            self.hits += 1
             return row
-        self.misses += 1
-        since = self.generation
+        since = self.changes.now
         row = await models.find_petition(admin=False, petition_id=petition_id, slug=slug)
-        if (
-            row is not None
-            and self.enabled()
-            and self._cleared_at <= since
-            and self._changed_at.get(row.id, 0) <= since
-        ):
+        if row is not None and self.enabled() and not self.changes.since(since, [row.id]):
             self._rows[row.id] = row
             self._ids_by_slug[row.slug] = row.id
             while len(self._rows) > self.max_entries:
@@ -168,13 +167,10 @@ class PetitionRows:
 
     def observe(self, event: Event) -> None:
         """The hub's observer: every event from every process."""
-        self.generation += 1
         if isinstance(event, Resync):
-            self._cleared_at = self.generation
             self._rows.clear()
             self._ids_by_slug.clear()
             return
-        self._changed_at[event.petition_id] = self.generation
         row = self._rows.get(event.petition_id)
         if row is None:
             return

@@ -117,7 +117,7 @@ class Plan:
                 "data": {self.key: self.write(await self.resolve(context, **kwargs))}
             }
         except Exception as failure:
-            if self.operation.operation is OperationType.QUERY:
+            if self.reads_only:
                 return None
             if isinstance(failure, PublicError):
                 message = str(failure)

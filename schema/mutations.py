@@ -78,7 +78,7 @@ async def resolve_sign_petition(context: Context, input: SignPetitionInput) -> S
         return SignPetitionPayload(signature=None, petition=None, errors=[bad.error])
     signed, errors = await attempt(_sign(context, pk, input))
     if signed is None:
-        petition = await models.find_petition(admin=context.admin, petition_id=pk)
+        petition = await context.petitions.find(admin=context.admin, petition_id=pk)
         return SignPetitionPayload(
             signature=None,
             petition=Petition.from_row(petition) if petition else None,

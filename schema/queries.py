@@ -32,7 +32,7 @@ async def resolve_node(info: Info, id: str) -> Node | None:
     admin = info.context.admin
     reads = info.context.reads
     if type_name == "Petition":
-        petition = await models.find_petition(admin=admin, petition_id=pk)
+        petition = await info.context.petitions.find(admin=admin, petition_id=pk)
         if petition is not None:
             reads.petition(petition.id, petition.closes_at)
             return Petition.from_row(petition)
@@ -62,8 +62,7 @@ async def resolve_petition(
     """`petition`, for Strawberry's resolver and for the compiled plan of hot documents."""
     if (id is None) == (slug is None):
         raise PublicError("Give the petition's `id` or its `slug`, exactly one of them.")
-    # admins see drafts too: they read the database; everyone else reads the kept rows
-    find = partial(models.find_petition, admin=True) if context.admin else context.petitions.find
+    find = partial(context.petitions.find, admin=context.admin)
     reads = context.reads
     row = None
     if id is not None:
