@@ -137,20 +137,8 @@ class SignatureWriter:
                     refusals += [(waiting, refusal) for waiting in waitings]
                     continue
                 assert petition is not None
-                firsts: dict[str, _Waiting] = {}  # one signature per email, the first in line
-                for waiting in waitings:
-                    if firsts.setdefault(waiting.fields.email_canonical, waiting) is not waiting:
-                        refusals.append((waiting, already_signed()))
-                start = petition.last_signature_number + 1
-                rows = await _insert(connection, petition_id, start, list(firsts.values()), now)
-                taken = [waiting for waiting in firsts.values() if waiting not in rows]
-                if taken:  # signed before: rare; number the others again, without the gap
-                    refusals += [(waiting, already_signed()) for waiting in taken]
-                    await _delete(connection, [row.id for row in rows.values()])
-                    fresh = [waiting for waiting in firsts.values() if waiting in rows]
-                    rows = await _insert(connection, petition_id, start, fresh, now)
-                    if len(rows) != len(fresh):
-                        raise IntegrityError("a signature appeared under the petition's lock")
+                rows, signed_before = await _store(connection, petition, waitings, now)
+                refusals += [(waiting, already_signed()) for waiting in signed_before]
                 if not rows:
                     continue
                 await connection.execute_query(
@@ -181,6 +169,29 @@ class SignatureWriter:
                 )
             except Exception as error:
                 waiting.settle(error)
+
+
+async def _store(
+    connection: BaseDBAsyncClient, petition: Petition, waitings: list[_Waiting], now: datetime
+) -> tuple[dict[_Waiting, Signature], list[_Waiting]]:
+    """Insert one locked petition's signatures, numbered after its last one without a gap:
+    the rows stored, by whom, and who had signed already (before, or earlier in line)."""
+    firsts: dict[str, _Waiting] = {}  # one signature per email, the first in line
+    signed_before: list[_Waiting] = []
+    for waiting in waitings:
+        if firsts.setdefault(waiting.fields.email_canonical, waiting) is not waiting:
+            signed_before.append(waiting)
+    start = petition.last_signature_number + 1
+    rows = await _insert(connection, petition.id, start, list(firsts.values()), now)
+    taken = [waiting for waiting in firsts.values() if waiting not in rows]
+    if taken:  # signed before: rare; number the others again, without the gap
+        signed_before += taken
+        await _delete(connection, [row.id for row in rows.values()])
+        fresh = list(rows)
+        rows = await _insert(connection, petition.id, start, fresh, now)
+        if len(rows) != len(fresh):
+            raise IntegrityError("a signature appeared under the petition's lock")
+    return rows, signed_before
 
 
 _COLUMNS = (
