@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -57,6 +57,30 @@ def ws(request: pytest.FixtureRequest) -> Any:
 
 def graphql_app(app) -> GraphQLApp:
     return next(route.app for route in app.routes if isinstance(route.app, GraphQLApp))
+
+
+@dataclass
+class Served:
+    """An app under a real uvicorn, a GraphQL client for it, and a stack for subscribers."""
+
+    url: str
+    gql: GraphQLClient
+    stack: AsyncExitStack
+
+    async def subscribe(self, document: str, petition: dict[str, Any]) -> Any:
+        return await self.stack.enter_async_context(
+            subscription(self.url, TRANSPORT_WS, document, {"id": petition["id"]})
+        )
+
+
+@asynccontextmanager
+async def served(app: Any, ws: Any) -> AsyncIterator[Served]:
+    async with (
+        running_server(app, ws) as url,
+        httpx.AsyncClient(base_url=url) as http,
+        AsyncExitStack() as stack,
+    ):
+        yield Served(url, GraphQLClient(http), stack)
 
 
 def members(graphql: GraphQLApp) -> list[int]:
@@ -122,23 +146,12 @@ async def names_until_within(subscriber, last: str, within: float) -> None:
 async def test_subscribers_of_one_count_share_one_cohort(settings, ws):
     app = create_app(settings)
     graphql = graphql_app(app)
-    async with (
-        running_server(app, ws) as url,
-        httpx.AsyncClient(base_url=url) as http,
-        AsyncExitStack() as stack,
-    ):
-        gql = GraphQLClient(http)
+    async with served(app, ws) as server:
+        gql = server.gql
         first, second = await create_petition(gql), await create_petition(gql)
         await sign(gql, first["id"], 1)
-        on_first = [
-            await stack.enter_async_context(
-                subscription(url, TRANSPORT_WS, COUNT, {"id": first["id"]})
-            )
-            for _ in range(5)
-        ]
-        on_second = await stack.enter_async_context(
-            subscription(url, TRANSPORT_WS, COUNT, {"id": second["id"]})
-        )
+        on_first = [await server.subscribe(COUNT, first) for _ in range(5)]
+        on_second = await server.subscribe(COUNT, second)
         initial = [await s.next() for s in on_first]
         assert (await on_second.next())["signatureCount"]["signatureCount"] == 0
         cohorts_while_watching = len(graphql.cohorts)
@@ -147,9 +160,7 @@ async def test_subscribers_of_one_count_share_one_cohort(settings, ws):
         await sign(gql, first["id"], 2)
         await sign(gql, first["id"], 3)
         finals = [(await counts_until(s, 3))[-1] for s in on_first]
-        late = await stack.enter_async_context(
-            subscription(url, TRANSPORT_WS, COUNT, {"id": first["id"]})
-        )
+        late = await server.subscribe(COUNT, first)
         late_first = (await late.next())["signatureCount"]["signatureCount"]
 
     assert [i["signatureCount"]["signatureCount"] for i in initial] == [1] * 5
@@ -166,21 +177,11 @@ async def test_name_cohort_members_each_get_every_name_once_in_order_from_when_t
     # given: three subscribers of one petition's names, two of another's
     app = create_app(settings)
     graphql = graphql_app(app)
-    async with (
-        running_server(app, ws) as url,
-        httpx.AsyncClient(base_url=url) as http,
-        AsyncExitStack() as stack,
-    ):
-        gql = GraphQLClient(http)
+    async with served(app, ws) as server:
+        gql = server.gql
         first, second = await create_petition(gql), await create_petition(gql)
-
-        async def subscribe(petition: dict[str, Any]) -> Any:
-            return await stack.enter_async_context(
-                subscription(url, TRANSPORT_WS, NAMES, {"id": petition["id"]})
-            )
-
-        on_first = [await subscribe(first) for _ in range(3)]
-        on_second = [await subscribe(second) for _ in range(2)]
+        on_first = [await server.subscribe(NAMES, first) for _ in range(3)]
+        on_second = [await server.subscribe(NAMES, second) for _ in range(2)]
         await until_members(graphql, [3, 2])
         direct = sends_directly(graphql)
         await go_live(gql, first["id"], on_first)
@@ -202,7 +203,7 @@ async def test_name_cohort_members_each_get_every_name_once_in_order_from_when_t
         received_second = [await names(s, len(on_second_petition)) for s in on_second]
 
         # when: a fourth subscriber joins the first petition's cohort
-        late = await subscribe(first)
+        late = await server.subscribe(NAMES, first)
         await until_members(graphql, [4, 2])
         after = [(await sign(gql, first["id"], n))["signature"]["name"] for n in range(200, 205)]
 
