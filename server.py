@@ -1,41 +1,37 @@
-"""Settings, lifespan, routes, the ASGI `app`, and the `petitions` command."""
+"""The process's table of contents: settings, lifespan, routes, the ASGI `app`, and the
+`petitions` command. Each mechanism wired up here lives in a module of its own (`serving/`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import json
 import logging
 import os
 import resource
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-import strawberry
 import uvicorn
-from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from tortoise.context import TortoiseContext
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
 
 import models
-from schema import Context, PetitionRows, ResultCache, is_admin, make_schema
-from schema.cache import Changes, Reads
-from schema.cohorts import SEND_TEXTS, Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
-from schema.compiled import Plans
+from schema import PetitionRows, ResultCache, make_schema
+from schema.cache import Changes
+from serving import (
+    DatabaseContext,
+    GoingAwayWebSocketProtocol,
+    GraphQLApp,
+    keep_connections_out_of_the_collector,
+)
 from subscriptions import Hub
 
 log = logging.getLogger("petitions")
@@ -88,202 +84,6 @@ class State(TypedDict):
     petitions: PetitionRows
     writer: models.SignatureWriter
     settings: Settings
-
-
-_CONTEXT = "petitions.context"
-_CACHEABLE_BODY = 16_384
-
-
-class GraphQLApp(GraphQL[Context, None]):
-    """Strawberry's ASGI app, with our context built from the lifespan state, hot public
-    reads answered from the result cache, and hot subscriptions served in cohorts."""
-
-    graphql_transport_ws_handler_class = CohortTransportWSHandler
-    websocket_adapter_class = TextWebSocketAdapter
-
-    def __init__(self, schema: strawberry.Schema, *args: Any, **kwargs: Any) -> None:
-        super().__init__(schema, *args, **kwargs)
-        self.open_websockets = 0
-        self.cohorts = Cohorts()
-        self.plans = Plans(schema)
-
-    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        state = request.state
-        context = Context(
-            hub=state.hub,
-            writer=state.writer,
-            petitions=state.petitions,
-            admin=is_admin(request, state.settings.admin_token),
-            connection=request,
-        )
-        request.scope[_CONTEXT] = context
-        return context
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            self.open_websockets += 1
-            try:
-                await super().__call__(scope, receive, send)
-            finally:
-                self.open_websockets -= 1
-            return
-        if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        cache: ResultCache = request.state.cache
-        key = await _cache_key(request)
-        if key is not None and (kept := cache.get(key)) is not None:
-            await _send_json(send, kept, _cache_control(request, cacheable=True), b"hit")
-            return
-        since = cache.changes.now
-        if (compiled := await self._compiled(request)) is not None:
-            answer, reads = compiled
-            cacheable = _keep(cache, key, answer, reads, since)
-            x_cache = b"miss" if key is not None else None
-            await _send_json(send, answer, _cache_control(request, cacheable=cacheable), x_cache)
-            return
-        try:
-            response = await self.run(request)
-        except HTTPException as error:
-            response = PlainTextResponse(error.reason, status_code=error.status_code)
-        context: Context | None = scope.get(_CONTEXT)
-        body: bytes | None = getattr(response, "body", None)  # streamed answers are not kept
-        cacheable = (
-            response.status_code == 200
-            and context is not None
-            and body is not None
-            and _keep(cache, key, body, context.reads, since)
-        )
-        response.headers["Cache-Control"] = _cache_control(request, cacheable=cacheable)
-        if key is not None:
-            response.headers["X-Cache"] = "miss"
-        await response(scope, receive, send)
-
-    async def _compiled(self, request: Request) -> tuple[bytes, Reads] | None:
-        """The answer of a hot document's compiled plan (see schema/compiled.py) and what
-        it read, or None for Strawberry to answer: any other document, and anything unusual
-        about this one."""
-        headers = request.headers
-        if "multipart" in headers.get("accept", ""):
-            return None  # incremental delivery is Strawberry's
-        data: Any
-        if request.method == "GET":
-            data = dict(request.query_params)
-            if "variables" in data:
-                try:
-                    data["variables"] = json.loads(data["variables"])
-                except ValueError:
-                    return None
-        elif request.method == "POST" and headers.get("content-type", "").startswith(
-            "application/json"
-        ):
-            try:
-                data = json.loads(await request.body())
-            except ValueError:
-                return None
-        else:
-            return None
-        if not isinstance(data, dict) or not isinstance(query := data.get("query"), str):
-            return None
-        operation_name = data.get("operationName")
-        if operation_name is not None and not isinstance(operation_name, str):
-            return None
-        plan = self.plans.get(query, operation_name)
-        if plan is None or (request.method == "GET" and not plan.reads_only):
-            return None  # GET never changes anything: Strawberry refuses it
-        context = await self.get_context(request, None)
-        answer = await plan.run(context, data.get("variables"))
-        return None if answer is None else (answer, context.reads)
-
-
-async def _cache_key(request: Request) -> bytes | None:
-    """The exact request, for a public query that might be kept; None for anything else."""
-    if "authorization" in request.headers:
-        return None  # admins see drafts: never share their answers
-    if request.method == "GET":
-        return b"G" + bytes(request.scope["query_string"])
-    if request.method == "POST" and request.headers.get("content-type", "").startswith(
-        "application/json"
-    ):
-        body = await request.body()  # kept by Starlette for Strawberry to read again
-        return b"P" + body if len(body) <= _CACHEABLE_BODY else None
-    return None
-
-
-def _keep(cache: ResultCache, key: bytes | None, body: bytes, reads: Reads, since: int) -> bool:
-    """Offer a public answer without errors to the cache, for the identical requests to come;
-    whether it may be kept."""
-    if key is None or not reads.keepable or b'"errors"' in body:
-        return False
-    cache.put(key, body, reads, since)
-    return True
-
-
-def _cache_control(request: Request, *, cacheable: bool) -> str:
-    """Honest caching for GET: a public answer may be kept a second (a CDN absorbs the
-    reloaders; live pages subscribe); anything else is never stored."""
-    if cacheable and request.method == "GET":
-        return "public, max-age=1"
-    return "no-store"
-
-
-async def _send_json(send: Send, body: bytes, cache_control: str, x_cache: bytes | None) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", cache_control.encode()),
-    ]
-    if x_cache is not None:
-        headers.append((b"x-cache", x_cache))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def keep_connections_out_of_the_collector(
-    open_websockets: Callable[[], int], *, at_least: int = 1000, growth: float = 1.25
-) -> None:
-    """Keep the garbage collector's full passes short.
-
-    Python's collector stops the world to walk every object it tracks: with 20,000 websockets
-    open, three million objects and up to 1.7 s during which no count is sent and no signature
-    taken (measured). Those objects live as long as their connections, so once `at_least`
-    websockets are open, and again whenever their number has grown by `growth`, what has
-    survived a young collection is moved out of the collector's sight (`gc.freeze`): full
-    passes then walk only what came after. When more than half of the connections frozen have
-    closed, everything is given back to one full collection, which frees what they left in
-    cycles. Freezing on each second instead would keep the cyclic garbage of requests in flight
-    until such a collection: about 1 MB a second at 2,000 signatures a second (measured)."""
-    frozen_with = 0
-    try:
-        while True:
-            await asyncio.sleep(1.0)
-            now = open_websockets()
-            if now >= max(at_least, frozen_with * growth):
-                gc.collect(1)
-                gc.freeze()
-                frozen_with = now
-            elif frozen_with and now < frozen_with / 2:
-                gc.unfreeze()
-                gc.collect()
-                frozen_with = 0
-    finally:
-        gc.unfreeze()
-
-
-class DatabaseContext:
-    """Enter the lifespan's Tortoise context in every request: Tortoise 1.x finds its
-    connections through a context variable, which does not cross into request tasks."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in {"http", "websocket"}:
-            await self.app(scope, receive, send)
-            return
-        async with models.activate(scope["state"]["database"]):
-            await self.app(scope, receive, send)
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -388,51 +188,6 @@ async def prepare_database(settings: Settings) -> None:
             f"the database schema is behind by {len(pending)} migration(s) "
             f"({', '.join(pending)}): run `petitions migrate` first"
         )
-
-
-class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websocket protocol, closing with 1001 (going away) when the process stops,
-    instead of 1012 (service restart): clients should reconnect, to another process.
-
-    It also offers the app the `SEND_TEXTS` scope extension (see schema/cohorts.py): encoded
-    text frames written now, in one transport write, with the write buffer's size to tell a
-    slow socket by. ASGI's `websocket.send` costs a task switch, an event dict and a write per
-    frame, which is most of what fanning one count out to ten thousand sockets costs."""
-
-    async def run_asgi(self) -> None:
-        self.scope.setdefault("extensions", {})[SEND_TEXTS] = {
-            "send_texts": self.send_texts,
-            "write_buffer_size": self.transport.get_write_buffer_size,
-        }
-        await super().run_asgi()
-
-    def send_texts(self, frames: Sequence[bytes]) -> bool:
-        """Write UTF-8 encoded text frames at once; False, writing nothing, once the socket is
-        closing (or not yet open), as `websocket.send` would then refuse."""
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.initial_response is not None
-            or self.transport.is_closing()
-        ):
-            return False
-        try:
-            for frame in frames:
-                self.conn.send_text(frame)
-        except InvalidState:  # the peer's close arrived: the connection is closing
-            return False
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        return True
-
-    def shutdown(self) -> None:
-        if self.handshake_complete and not self.close_sent:
-            self.stop_keepalive()
-            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1001})
-            self.conn.send_close(1001, "server shutting down")
-            self.transport.write(b"".join(self.conn.data_to_send()))
-            self.transport.close()
-            return
-        super().shutdown()
 
 
 async def _load_demo(settings: Settings) -> models.Petition:

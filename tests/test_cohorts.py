@@ -28,7 +28,8 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from schema.cohorts import hot_field
-from server import GoingAwayWebSocketProtocol, GraphQLApp, create_app
+from server import create_app
+from serving import GoingAwayWebSocketProtocol, GraphQLApp
 from tests.conftest import GraphQLClient, running_server
 from tests.factories import create_petition, sign
 from tests.wsclient import TIMEOUT, TRANSPORT_WS, subscription, ws_url

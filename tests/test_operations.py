@@ -10,7 +10,8 @@ import httpx
 from tortoise.context import require_context
 
 import models
-from server import Settings, keep_connections_out_of_the_collector
+from server import Settings
+from serving import keep_connections_out_of_the_collector
 from subscriptions import FellBehind, Hub, PetitionChanged, SignatureAdded
 from tests.processes import run_command, server_process, service_env
 

@@ -1,0 +1,14 @@
+"""How the process serves: the GraphQL endpoint, middleware, the websocket protocol, and the
+collector's tuning. `server.py` wires these up."""
+
+from .collector import keep_connections_out_of_the_collector
+from .endpoint import GraphQLApp
+from .middleware import DatabaseContext
+from .protocol import GoingAwayWebSocketProtocol
+
+__all__ = [
+    "DatabaseContext",
+    "GoingAwayWebSocketProtocol",
+    "GraphQLApp",
+    "keep_connections_out_of_the_collector",
+]

@@ -1,0 +1,169 @@
+"""The `/graphql` endpoint: Strawberry's ASGI app, with hot public reads answered from the
+result cache, hot documents run by compiled plans, and hot subscriptions served in cohorts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import strawberry
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from schema import Context, ResultCache, is_admin
+from schema.cache import Reads
+from schema.cohorts import Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
+from schema.compiled import Plans
+
+_CONTEXT = "petitions.context"
+_CACHEABLE_BODY = 16_384
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    """Strawberry's ASGI app, with our context built from the lifespan state, hot public
+    reads answered from the result cache, and hot subscriptions served in cohorts."""
+
+    graphql_transport_ws_handler_class = CohortTransportWSHandler
+    websocket_adapter_class = TextWebSocketAdapter
+
+    def __init__(self, schema: strawberry.Schema, *args: Any, **kwargs: Any) -> None:
+        super().__init__(schema, *args, **kwargs)
+        self.open_websockets = 0
+        self.cohorts = Cohorts()
+        self.plans = Plans(schema)
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        state = request.state
+        context = Context(
+            hub=state.hub,
+            writer=state.writer,
+            petitions=state.petitions,
+            admin=is_admin(request, state.settings.admin_token),
+            connection=request,
+        )
+        request.scope[_CONTEXT] = context
+        return context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            self.open_websockets += 1
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self.open_websockets -= 1
+            return
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        cache: ResultCache = request.state.cache
+        key = await _cache_key(request)
+        if key is not None and (kept := cache.get(key)) is not None:
+            await _send_json(send, kept, _cache_control(request, cacheable=True), b"hit")
+            return
+        since = cache.changes.now
+        if (compiled := await self._compiled(request)) is not None:
+            answer, reads = compiled
+            cacheable = _keep(cache, key, answer, reads, since)
+            x_cache = b"miss" if key is not None else None
+            await _send_json(send, answer, _cache_control(request, cacheable=cacheable), x_cache)
+            return
+        try:
+            response = await self.run(request)
+        except HTTPException as error:
+            response = PlainTextResponse(error.reason, status_code=error.status_code)
+        context: Context | None = scope.get(_CONTEXT)
+        body: bytes | None = getattr(response, "body", None)  # streamed answers are not kept
+        cacheable = (
+            response.status_code == 200
+            and context is not None
+            and body is not None
+            and _keep(cache, key, body, context.reads, since)
+        )
+        response.headers["Cache-Control"] = _cache_control(request, cacheable=cacheable)
+        if key is not None:
+            response.headers["X-Cache"] = "miss"
+        await response(scope, receive, send)
+
+    async def _compiled(self, request: Request) -> tuple[bytes, Reads] | None:
+        """The answer of a hot document's compiled plan (see schema/compiled.py) and what
+        it read, or None for Strawberry to answer: any other document, and anything unusual
+        about this one."""
+        headers = request.headers
+        if "multipart" in headers.get("accept", ""):
+            return None  # incremental delivery is Strawberry's
+        data: Any
+        if request.method == "GET":
+            data = dict(request.query_params)
+            if "variables" in data:
+                try:
+                    data["variables"] = json.loads(data["variables"])
+                except ValueError:
+                    return None
+        elif request.method == "POST" and headers.get("content-type", "").startswith(
+            "application/json"
+        ):
+            try:
+                data = json.loads(await request.body())
+            except ValueError:
+                return None
+        else:
+            return None
+        if not isinstance(data, dict) or not isinstance(query := data.get("query"), str):
+            return None
+        operation_name = data.get("operationName")
+        if operation_name is not None and not isinstance(operation_name, str):
+            return None
+        plan = self.plans.get(query, operation_name)
+        if plan is None or (request.method == "GET" and not plan.reads_only):
+            return None  # GET never changes anything: Strawberry refuses it
+        context = await self.get_context(request, None)
+        answer = await plan.run(context, data.get("variables"))
+        return None if answer is None else (answer, context.reads)
+
+
+async def _cache_key(request: Request) -> bytes | None:
+    """The exact request, for a public query that might be kept; None for anything else."""
+    if "authorization" in request.headers:
+        return None  # admins see drafts: never share their answers
+    if request.method == "GET":
+        return b"G" + bytes(request.scope["query_string"])
+    if request.method == "POST" and request.headers.get("content-type", "").startswith(
+        "application/json"
+    ):
+        body = await request.body()  # kept by Starlette for Strawberry to read again
+        return b"P" + body if len(body) <= _CACHEABLE_BODY else None
+    return None
+
+
+def _keep(cache: ResultCache, key: bytes | None, body: bytes, reads: Reads, since: int) -> bool:
+    """Offer a public answer without errors to the cache, for the identical requests to come;
+    whether it may be kept."""
+    if key is None or not reads.keepable or b'"errors"' in body:
+        return False
+    cache.put(key, body, reads, since)
+    return True
+
+
+def _cache_control(request: Request, *, cacheable: bool) -> str:
+    """Honest caching for GET: a public answer may be kept a second (a CDN absorbs the
+    reloaders; live pages subscribe); anything else is never stored."""
+    if cacheable and request.method == "GET":
+        return "public, max-age=1"
+    return "no-store"
+
+
+async def _send_json(send: Send, body: bytes, cache_control: str, x_cache: bytes | None) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", cache_control.encode()),
+    ]
+    if x_cache is not None:
+        headers.append((b"x-cache", x_cache))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
