@@ -7,11 +7,13 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import resource
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypedDict
 
 import uvicorn
@@ -24,9 +26,10 @@ from starlette.routing import Route, WebSocketRoute
 from tortoise.context import TortoiseContext
 
 import models
-from schema import PetitionRows, ResultCache, make_schema
+from schema import Limits, PetitionRows, ResultCache, make_schema
 from schema.cache import Changes
 from serving import (
+    BodyLimit,
     DatabaseContext,
     GoingAwayWebSocketProtocol,
     GraphQLApp,
@@ -37,8 +40,15 @@ from subscriptions import Hub
 log = logging.getLogger("petitions")
 
 
+class BadSetting(ValueError):
+    """A PETITIONS_* variable that does not read as its setting: the process refuses to start."""
+
+
 def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*s\s*$")
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class Settings:
     database_url: str = "sqlite://petitions.sqlite3"
     broadcast_url: str = "memory://"
     admin_token: str | None = None
+    moderator_token: str | None = None
     allowed_origins: tuple[str, ...] = ("*",)
     introspection: bool = True
     db_pool_size: int = 10
@@ -55,25 +66,109 @@ class Settings:
     ws_compression: bool = False
     channel_prefix: str = "petitions"
     access_log: bool = False
+    # Limits (see the README's "Limits"): each the largest accepted.
+    max_body_bytes: int = 65_536
+    max_aliases: int = 30
+    max_depth: int = 12
+    max_directives: int = 50
+    max_errors: int = 5
+    max_tokens: int = 5_000
+    max_cost: int = 20_000
+    operation_timeout: float = 10.0
+    ws_init_timeout: float = 5.0
+    ws_max_message_bytes: int = 65_536
+    ws_max_operations: int = 20
+    # Abuse: rate limits as "N/Ss" (off when unset), the proxies whose X-Forwarded-For is
+    # believed, and what becomes of a new comment.
+    sign_limit: str | None = None
+    comment_limit: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    comment_moderation: str = "filter"  # filter: the spam filter decides; pre: all held; off
+    reports_to_hide: int = 3
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            aliases=self.max_aliases,
+            depth=self.max_depth,
+            directives=self.max_directives,
+            errors=self.max_errors,
+            tokens=self.max_tokens,
+            cost=self.max_cost,
+            seconds=self.operation_timeout,
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """The settings in `env` (the process's environment); `BadSetting` names any that
+        does not read."""
         env = dict(os.environ if env is None else env)
         default = cls()
-        origins = env.get("PETITIONS_ALLOWED_ORIGINS", ",".join(default.allowed_origins))
+
+        def text(name: str) -> str | None:
+            return env.get(f"PETITIONS_{name}", "").strip() or None
+
+        def listed(name: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
+            value = env.get(f"PETITIONS_{name}")
+            if value is None:
+                return fallback
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+
+        def number(name: str, fallback: Any) -> Any:
+            value = text(name)
+            if value is None:
+                return fallback
+            try:
+                parsed = type(fallback)(value)
+            except ValueError:
+                parsed = -1
+            if parsed <= 0:
+                raise BadSetting(f"PETITIONS_{name} must be a positive number, not {value!r}")
+            return parsed
+
+        def rate(name: str) -> str | None:
+            value = text(name)
+            if value is not None and not _RATE.match(value):
+                raise BadSetting(f"PETITIONS_{name} must read N/Ss, like 5/300s, not {value!r}")
+            return value
+
+        def choice(name: str, fallback: str, choices: set[str]) -> str:
+            value = (text(name) or fallback).lower()
+            if value not in choices:
+                allowed = ", ".join(sorted(choices))
+                raise BadSetting(f"PETITIONS_{name} must be one of {allowed}, not {value!r}")
+            return value
+
         return cls(
-            database_url=env.get("PETITIONS_DATABASE_URL") or default.database_url,
-            broadcast_url=env.get("PETITIONS_BROADCAST_URL") or default.broadcast_url,
-            admin_token=env.get("PETITIONS_ADMIN_TOKEN") or None,
-            allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            database_url=text("DATABASE_URL") or default.database_url,
+            broadcast_url=text("BROADCAST_URL") or default.broadcast_url,
+            admin_token=text("ADMIN_TOKEN"),
+            moderator_token=text("MODERATOR_TOKEN"),
+            allowed_origins=listed("ALLOWED_ORIGINS", default.allowed_origins),
             introspection=_flag(env.get("PETITIONS_INTROSPECTION", "true")),
-            db_pool_size=int(env.get("PETITIONS_DB_POOL_SIZE", default.db_pool_size)),
-            subscriber_buffer=int(
-                env.get("PETITIONS_SUBSCRIBER_BUFFER", default.subscriber_buffer)
-            ),
+            db_pool_size=number("DB_POOL_SIZE", default.db_pool_size),
+            subscriber_buffer=number("SUBSCRIBER_BUFFER", default.subscriber_buffer),
             ws_compression=_flag(env.get("PETITIONS_WS_COMPRESSION", "false")),
-            channel_prefix=env.get("PETITIONS_CHANNEL_PREFIX") or default.channel_prefix,
+            channel_prefix=text("CHANNEL_PREFIX") or default.channel_prefix,
             access_log=_flag(env.get("PETITIONS_ACCESS_LOG", "false")),
+            max_body_bytes=number("MAX_BODY_BYTES", default.max_body_bytes),
+            max_aliases=number("MAX_ALIASES", default.max_aliases),
+            max_depth=number("MAX_DEPTH", default.max_depth),
+            max_directives=number("MAX_DIRECTIVES", default.max_directives),
+            max_errors=number("MAX_ERRORS", default.max_errors),
+            max_tokens=number("MAX_TOKENS", default.max_tokens),
+            max_cost=number("MAX_COST", default.max_cost),
+            operation_timeout=number("OPERATION_TIMEOUT", default.operation_timeout),
+            ws_init_timeout=number("WS_INIT_TIMEOUT", default.ws_init_timeout),
+            ws_max_message_bytes=number("WS_MAX_MESSAGE_BYTES", default.ws_max_message_bytes),
+            ws_max_operations=number("WS_MAX_OPERATIONS", default.ws_max_operations),
+            sign_limit=rate("SIGN_LIMIT"),
+            comment_limit=rate("COMMENT_LIMIT"),
+            trusted_proxies=listed("TRUSTED_PROXIES", ()),
+            comment_moderation=choice(
+                "COMMENT_MODERATION", default.comment_moderation, {"filter", "pre", "off"}
+            ),
+            reports_to_hide=number("REPORTS_TO_HIDE", default.reports_to_hide),
         )
 
 
@@ -102,8 +197,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The whole service as one ASGI app."""
     settings = settings or Settings.from_env()
     graphql = GraphQLApp(
-        make_schema(introspection=settings.introspection),
+        make_schema(introspection=settings.introspection, limits=settings.limits),
         allowed_origins=settings.allowed_origins,
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout),
+        max_subscriptions_per_connection=settings.ws_max_operations,
+        max_message_bytes=settings.ws_max_message_bytes,
     )
 
     @asynccontextmanager
@@ -158,6 +256,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_headers=["Authorization", "Content-Type"],
                 max_age=600,
             ),
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
             Middleware(DatabaseContext),
         ],
         lifespan=lifespan,
@@ -241,6 +340,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         "host": args.host,
         "port": args.port,
         "ws_per_message_deflate": settings.ws_compression,
+        "ws_max_size": settings.ws_max_message_bytes,
         "timeout_graceful_shutdown": 30,
         "access_log": settings.access_log,
         "log_level": "info",
@@ -269,7 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--repair", action="store_true", help="set differing counters right")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except BadSetting as error:
+        print(f"petitions: {error}", file=sys.stderr)
+        return 2
     try:
         if args.command == "migrate":
             applied = asyncio.run(_migrate(settings))

@@ -36,11 +36,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import islice
 from typing import Any, cast
 
-from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
+from graphql import FieldNode, OperationDefinitionNode, OperationType
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -54,6 +53,7 @@ from strawberry.types.execution import PreExecutionError
 from subscriptions import FellBehind
 
 from .context import Context
+from .documents import Documents, Judged
 from .errors import MASKED
 
 log = logging.getLogger("petitions.cohorts")
@@ -82,14 +82,11 @@ _GONE = "gone"  # its socket is closing
 _ENDED = "ended"  # the cohort's execution ended, and this member was sent all of it
 
 
-@lru_cache(maxsize=1000)
-def hot_field(query: str, operation_name: str | None) -> str | None:
-    """The hot field a subscription asks for and nothing else (no fragments, no directives)."""
-    try:
-        document = parse(query)
-    except GraphQLError:
-        return None
-    if len(document.definitions) != 1:
+def hot_field(judged: Judged, operation_name: str | None) -> str | None:
+    """The hot field a fit subscription document asks for and nothing else (no fragments, no
+    directives). A document the limits refuse is never hot: Strawberry refuses it."""
+    document = judged.document
+    if document is None or judged.errors or len(document.definitions) != 1:
         return None
     operation = document.definitions[0]
     if not isinstance(operation, OperationDefinitionNode):
@@ -369,7 +366,10 @@ class CohortTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         cohorts: Cohorts | None = getattr(self.view, "cohorts", None)
-        field = hot_field(operation.query, operation.operation_name)
+        documents: Documents | None = getattr(self.schema, "documents", None)
+        field = None
+        if documents is not None:
+            field = hot_field(documents.judge(operation.query), operation.operation_name)
         if cohorts is None or field is None:
             await super().run_operation(operation)
             return

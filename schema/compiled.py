@@ -10,7 +10,9 @@ plain fields only, it becomes a `Plan`: graphql-core's own coercion of variables
 writers that turns the result into JSON as graphql-core would (each leaf through its GraphQL
 type's `serialize`). Anything else (other fields, directives, abstract types, a variable that
 does not coerce) goes through Strawberry as before, having run nothing: the endpoint stays
-GraphQL for every client, and a test holds the two paths to the same answers.
+GraphQL for every client, and a test holds the two paths to the same answers. Documents come
+judged (`Documents`): one the limits or the rules refuse is never compiled, and Strawberry
+answers it from the same verdict.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import strawberry
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -42,12 +44,11 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
-    parse,
-    validate,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from .context import Context
+from .documents import Documents
 from .errors import MASKED, PublicError
 from .mutations import resolve_sign_petition
 from .queries import resolve_petition
@@ -141,8 +142,9 @@ class Plans:
     """Plans by document and operation name, compiled on first sight (a bounded LRU that
     also remembers which documents do not compile)."""
 
-    def __init__(self, schema: strawberry.Schema, max_entries: int = 1000) -> None:
-        self.schema = schema._schema
+    def __init__(self, documents: Documents, max_entries: int = 1000) -> None:
+        self.documents = documents
+        self.schema = documents.schema
         self.max_entries = max_entries
         self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
         self._roots = {name for _, name in ROOTS}
@@ -156,10 +158,13 @@ class Plans:
             return self._plans[key]
         except KeyError:
             pass
-        try:
-            plan: Plan | None = compile_plan(self.schema, query, operation_name)
-        except NotCompiled:
-            plan = None
+        judged = self.documents.judge(query)
+        plan: Plan | None = None
+        if judged.document is not None and not judged.errors:  # Strawberry tells what is wrong
+            try:
+                plan = compile_plan(self.schema, judged.document, operation_name)
+            except NotCompiled:
+                pass
         self._plans[key] = plan
         while len(self._plans) > self.max_entries:
             self._plans.popitem(last=False)
@@ -169,14 +174,8 @@ class Plans:
         return sum(plan is not None for plan in self._plans.values())
 
 
-def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) -> Plan:
-    """A plan for the document's operation, or `NotCompiled` saying why not."""
-    try:
-        document = parse(query)
-    except GraphQLError as error:
-        raise NotCompiled("does not parse") from error
-    if validate(schema, document):
-        raise NotCompiled("does not validate")
+def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> Plan:
+    """A plan for a valid document's operation, or `NotCompiled` saying why not."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)

@@ -3,10 +3,11 @@ collector's tuning. `server.py` wires these up."""
 
 from .collector import keep_connections_out_of_the_collector
 from .endpoint import GraphQLApp
-from .middleware import DatabaseContext
+from .middleware import BodyLimit, DatabaseContext
 from .protocol import GoingAwayWebSocketProtocol
 
 __all__ = [
+    "BodyLimit",
     "DatabaseContext",
     "GoingAwayWebSocketProtocol",
     "GraphQLApp",

@@ -3,38 +3,99 @@ result cache, hot documents run by compiled plans, and hot subscriptions served 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import suppress
+from datetime import timedelta
+from json import JSONDecodeError
 from typing import Any
 
-import strawberry
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import GraphQL
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from schema import Context, ResultCache, is_admin
+from schema import Context, PetitionSchema, ResultCache, is_admin
 from schema.cache import Reads
 from schema.cohorts import Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
 from schema.compiled import Plans
+from schema.errors import MASKED
+
+log = logging.getLogger("petitions.endpoint")
 
 _CONTEXT = "petitions.context"
 _CACHEABLE_BODY = 16_384
 
 
+class LimitedWebSocketAdapter(TextWebSocketAdapter):
+    """Strawberry's websocket adapter, closing with 1009 (message too big) on a message over
+    the app's `max_message_bytes`, before decoding it."""
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object]:
+        limit: int = getattr(self.view, "max_message_bytes", 0)
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                text = await self.ws.receive_text()
+                if limit and len(text) > limit // 4 and len(text.encode()) > limit:
+                    await self.ws.close(code=1009, reason="message too big")
+                    return
+                try:
+                    yield self.view.decode_json(text)
+                except JSONDecodeError as error:
+                    if not ignore_parsing_errors:
+                        raise NonJsonMessageReceived from error
+        except KeyError as error:  # a binary frame
+            raise NonTextMessageReceived from error
+        except WebSocketDisconnect:
+            pass
+
+
+class InitTimeoutGraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """The legacy `graphql-ws` protocol, closing a socket that has not sent `connection_init`
+    in time with 4408, as Strawberry's `graphql-transport-ws` handler does."""
+
+    async def handle(self) -> None:
+        timer = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            timer.cancel()
+
+    async def _close_unless_initialised(self) -> None:
+        timeout: timedelta = getattr(self.view, "connection_init_wait_timeout", timedelta(0))
+        await asyncio.sleep(timeout.total_seconds())
+        if not self.connection_acknowledged:
+            with suppress(Exception):
+                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI app, with our context built from the lifespan state, hot public
-    reads answered from the result cache, and hot subscriptions served in cohorts."""
+    reads answered from the result cache, and hot subscriptions served in cohorts.
+
+    Websockets: `connection_init_wait_timeout` and `max_subscriptions_per_connection` are
+    Strawberry's (the legacy protocol's init timeout is ours, below); a message larger than
+    `max_message_bytes` closes the socket with 1009, as uvicorn's `ws_max_size` does under
+    `petitions serve`, for any other server."""
 
     graphql_transport_ws_handler_class = CohortTransportWSHandler
-    websocket_adapter_class = TextWebSocketAdapter
+    graphql_ws_handler_class = InitTimeoutGraphQLWSHandler
+    websocket_adapter_class = LimitedWebSocketAdapter
 
-    def __init__(self, schema: strawberry.Schema, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, schema: PetitionSchema, *args: Any, max_message_bytes: int = 65_536, **kwargs: Any
+    ) -> None:
         super().__init__(schema, *args, **kwargs)
+        self.max_message_bytes = max_message_bytes
         self.open_websockets = 0
         self.cohorts = Cohorts()
-        self.plans = Plans(schema)
+        self.plans = Plans(schema.documents)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.state
@@ -122,8 +183,17 @@ class GraphQLApp(GraphQL[Context, None]):
         if plan is None or (request.method == "GET" and not plan.reads_only):
             return None  # GET never changes anything: Strawberry refuses it
         context = await self.get_context(request, None)
-        answer = await plan.run(context, data.get("variables"))
+        seconds = self.plans.documents.limits.seconds
+        try:
+            async with asyncio.timeout(seconds):
+                answer = await plan.run(context, data.get("variables"))
+        except TimeoutError:  # as PetitionSchema.execute answers one
+            log.warning("an operation ran out of its %s s", seconds)
+            return _TIMED_OUT, context.reads
         return None if answer is None else (answer, context.reads)
+
+
+_TIMED_OUT = json.dumps({"data": None, "errors": [{"message": MASKED}]}).encode()
 
 
 async def _cache_key(request: Request) -> bytes | None:

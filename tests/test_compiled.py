@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from graphql import parse
 
 from schema import make_schema
 from schema.compiled import Plans, compile_plan
@@ -68,11 +69,13 @@ def without_fresh_values(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_hot_document_compiles_and_other_documents_do_not():
-    plans = Plans(make_schema())
+    plans = Plans(make_schema().documents)
     schema = plans.schema
-    assert compile_plan(schema, compiled(SIGN), None)
-    assert compile_plan(schema, compiled(SIGN), "Sign")
-    assert compile_plan(schema, compiled(SHAPED), None)
+    document = plans.documents.judge(compiled(SIGN)).document
+    assert document is not None
+    assert compile_plan(schema, document, None)
+    assert compile_plan(schema, document, "Sign")
+    assert compile_plan(schema, parse(compiled(SHAPED)), None)
     for not_hot in [
         through_strawberry(SIGN),
         compiled(SIGN).replace("signatureGoal", "signatures(first: 1) { totalCount }"),
@@ -83,6 +86,7 @@ def test_every_hot_document_compiles_and_other_documents_do_not():
         compiled(SIGN) + '\nquery Other { petition(slug: "x") { id } }',  # which one?
         "mutation { signPetition }",  # does not validate
         "mutation {",
+        '{ petition(slug: "x") { ' + " ".join(f"a{n}: id" for n in range(31)) + " } }",  # limits
     ]:
         assert plans.get(not_hot, None) is None, not_hot
     assert plans.get(compiled(SIGN), None) is not None
