@@ -24,10 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from tortoise.context import TortoiseContext
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import models
-from schema import Limits, PetitionRows, ResultCache, make_schema
+from schema import Limits, PetitionRows, Policy, ResultCache, make_schema
 from schema.cache import Changes
+from schema.rates import RateLimits
 from serving import (
     BodyLimit,
     DatabaseContext,
@@ -178,6 +180,7 @@ class State(TypedDict):
     cache: ResultCache
     petitions: PetitionRows
     writer: models.SignatureWriter
+    policy: Policy
     settings: Settings
 
 
@@ -223,6 +226,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await hub.connect()
             writer = models.SignatureWriter(hub)
             writer.start()
+            policy = Policy(
+                rates=RateLimits(
+                    {"sign": settings.sign_limit, "comment": settings.comment_limit},
+                    storage_url=settings.broadcast_url,
+                    prefix=settings.channel_prefix,
+                ),
+                moderation=models.Moderation(settings.comment_moderation),
+                reports_to_hide=settings.reports_to_hide,
+            )
             collector = asyncio.create_task(
                 keep_connections_out_of_the_collector(lambda: graphql.open_websockets)
             )
@@ -233,6 +245,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "cache": cache,
                     "petitions": petitions,
                     "writer": writer,
+                    "policy": policy,
                     "settings": settings,
                 }
             finally:
@@ -242,23 +255,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await writer.stop()  # every accepted signature is written before we go
                 await hub.disconnect()
 
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        ),
+        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        Middleware(DatabaseContext),
+    ]
+    if settings.trusted_proxies:  # their X-Forwarded-For names the client; nobody else's does
+        middleware.insert(
+            0, Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
+        )
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
         ],
-        middleware=[
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.allowed_origins),
-                allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type"],
-                max_age=600,
-            ),
-            Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
-            Middleware(DatabaseContext),
-        ],
+        middleware=middleware,
         lifespan=lifespan,
     )
 
@@ -343,6 +361,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         "ws_max_size": settings.ws_max_message_bytes,
         "timeout_graceful_shutdown": 30,
         "access_log": settings.access_log,
+        "proxy_headers": False,  # uvicorn would believe 127.0.0.1: ours, if configured (above)
         "log_level": "info",
     }
     if args.workers > 1:  # each worker imports `server:app`, configured by the same variables

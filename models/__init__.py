@@ -1,6 +1,17 @@
 """The stored data and the domain rules that guard it: signing, counting, dedup, visibility."""
 
 from .audit import CountDifference, count_differences, repair_counts
+from .comments import (
+    Commented,
+    Moderation,
+    add_comment,
+    comments_published_after,
+    comments_removed_after,
+    last_comment_sequence,
+    moderate_comment,
+    moderation_queue,
+    report_comment,
+)
 from .database import activate, open_database, ping, tortoise_config
 from .demo import DEMO_SLUG, load_demo
 from .errors import Problem, RefusalCode, Refused
@@ -14,17 +25,8 @@ from .petitions import (
     visible_signatures,
     with_status,
 )
-from .signing import (
-    Commented,
-    SignatureFields,
-    Signed,
-    add_comment,
-    comments_after,
-    newest_comment_id,
-    sign,
-    signatures_after,
-)
-from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
+from .signing import SignatureFields, Signed, sign, signatures_after
+from .tables import Comment, CommentReport, CommentStatus, Petition, PetitionStatus, Signature
 from .text import KEEP, public_name
 from .writer import SignatureWriter, Stopped
 
@@ -32,9 +34,11 @@ __all__ = [
     "DEMO_SLUG",
     "KEEP",
     "Comment",
+    "CommentReport",
     "CountDifference",
     "CommentStatus",
     "Commented",
+    "Moderation",
     "Petition",
     "PetitionStatus",
     "Problem",
@@ -47,16 +51,20 @@ __all__ = [
     "Stopped",
     "activate",
     "add_comment",
-    "comments_after",
+    "comments_published_after",
+    "comments_removed_after",
     "count_differences",
     "create_petition",
     "find_petition",
     "load_demo",
-    "newest_comment_id",
+    "last_comment_sequence",
+    "moderate_comment",
+    "moderation_queue",
     "open_database",
     "ping",
     "public_name",
     "repair_counts",
+    "report_comment",
     "sign",
     "signatures_after",
     "tortoise_config",

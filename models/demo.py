@@ -9,6 +9,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from .comments import Moderation, first_status
 from .tables import Comment, CommentStatus, Petition, Signature
 
 DEMO_SLUG = "amazon-stop-facial-recognition"
@@ -43,12 +44,19 @@ async def load_demo() -> Petition:
     signers = demo_signers(data)
     now = datetime.now(UTC)
     started = now - timedelta(days=30)
+    # Its comments judged by the spam filter, as any new comment is: the seed's second is spam.
+    judged = [
+        first_status(comment["body"], Petition(**fields), Moderation.FILTER)
+        for comment in data["comments"]
+    ]
+    published = sum(status is CommentStatus.PUBLISHED for status, _ in judged)
     async with in_transaction() as connection:
         petition = await Petition.create(
             **fields,
             signature_count=len(signers),
             last_signature_number=len(signers),
-            comment_count=len(data["comments"]),
+            comment_count=published,
+            last_comment_sequence=published,
             using_db=connection,
         )
         await Petition.filter(id=petition.id).using_db(connection).update(created_at=started)
@@ -68,13 +76,20 @@ async def load_demo() -> Petition:
             ],
             using_db=connection,
         )
-        for index, comment in enumerate(data["comments"], start=1):
+        sequence = 0
+        for index, (comment, (status, score)) in enumerate(
+            zip(data["comments"], judged, strict=True), start=1
+        ):
+            public = status is CommentStatus.PUBLISHED
+            sequence += public
             await Comment.create(
                 petition_id=petition.id,
                 author_name=comment["author_name"],
                 email=f"demo-commenter-{index}@example.org",
                 body=comment["body"],
-                status=CommentStatus.PUBLISHED,
+                status=status,
+                spam_score=score,
+                sequence=sequence if public else None,
                 created_at=started + timedelta(days=index),
                 using_db=connection,
             )

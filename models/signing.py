@@ -1,4 +1,4 @@
-"""Signing and commenting: the rules that keep counts exact and one signature per email."""
+"""Signing: the rules that keep counts exact and one signature per email."""
 
 from __future__ import annotations
 
@@ -9,23 +9,17 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from subscriptions import CommentAdded, Publisher, SignatureAdded
+from subscriptions import Publisher, SignatureAdded
 
 from .errors import RefusalCode, Refused
-from .petitions import find_petition, published_comments
-from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
+from .petitions import find_petition
+from .tables import Petition, PetitionStatus, Signature
 from .text import Cleaner, canonical_email, public_name
 
 
 @dataclass(frozen=True)
 class Signed:
     signature: Signature
-    petition: Petition
-
-
-@dataclass(frozen=True)
-class Commented:
-    comment: Comment
     petition: Petition
 
 
@@ -157,57 +151,8 @@ async def sign(petition_id: int, fields: SignatureFields, *, publisher: Publishe
     return Signed(signature, petition)
 
 
-async def add_comment(
-    petition_id: int, *, author_name: str, email: str, body: str, publisher: Publisher
-) -> Commented:
-    """Add a published comment to an open petition, counted in the same transaction."""
-    clean = Cleaner()
-    author_name = clean.line("author_name", author_name)
-    email = clean.email("email", email)
-    body = clean.text("body", body, limit="comment_body")
-    clean.done()
-    petition = await _open_petition(petition_id)
-    async with in_transaction() as connection:
-        # The petition's row lock first, as in `sign`: counts stay exact under any audit.
-        await (
-            Petition.filter(id=petition_id)
-            .using_db(connection)
-            .update(comment_count=F("comment_count") + 1)
-        )
-        comment = await Comment.create(
-            petition_id=petition_id,
-            author_name=author_name,
-            email=email,
-            body=body,
-            status=CommentStatus.PUBLISHED,
-            using_db=connection,
-        )
-    await petition.refresh_from_db(fields=["comment_count", "signature_count"])
-    await publisher.publish(
-        CommentAdded(
-            petition_id=petition_id,
-            comment_id=comment.id,
-            author_name=author_name,
-            body=body,
-            created_at=comment.created_at.isoformat(),
-        )
-    )
-    return Commented(comment, petition)
-
-
 async def signatures_after(petition_id: int, number: int, *, up_to: int) -> list[Signature]:
     """Signatures numbered (number, up_to], oldest first: to fill a gap in a live stream."""
     return await Signature.filter(
         petition_id=petition_id, number__gt=number, number__lte=up_to
     ).order_by("number")
-
-
-async def newest_comment_id(petition_id: int) -> int:
-    """The id of the petition's newest published comment, 0 if none."""
-    newest = await published_comments(petition_id).order_by("-id").first()
-    return newest.id if newest is not None else 0
-
-
-async def comments_after(petition_id: int, comment_id: int) -> list[Comment]:
-    """Published comments newer than `comment_id`, oldest first: to repair a live stream."""
-    return await published_comments(petition_id).filter(id__gt=comment_id).order_by("id")

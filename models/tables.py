@@ -16,10 +16,12 @@ class PetitionStatus(StrEnum):
 
 
 class CommentStatus(StrEnum):
-    """Only published comments are public; the others wait for (future) moderation."""
+    """Only published comments are public: listed, counted, pushed."""
 
     PUBLISHED = "PUBLISHED"
-    HELD = "HELD"
+    HELD = "HELD"  # waiting for a moderator
+    SPAM = "SPAM"  # judged spam, by the filter or a moderator
+    HIDDEN = "HIDDEN"  # taken down, by a moderator or by readers' reports
 
 
 class Petition(Model):
@@ -40,6 +42,9 @@ class Petition(Model):
     # The number given to the newest signature: 1, 2, 3 … in commit order, never reused,
     # even if a signature is ever erased (the count would drop; this would not).
     last_signature_number = fields.IntField(default=0)
+    # The number given to the newest change of a comment's visibility (published, or taken
+    # down): the order `commentAdded` and `commentRemoved` follow, and fill gaps by.
+    last_comment_sequence = fields.IntField(default=0, db_default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     closes_at = fields.DatetimeField(null=True)
 
@@ -90,8 +95,31 @@ class Comment(Model):
     email = fields.CharField(max_length=254)
     body = fields.TextField()
     status = fields.CharEnumField(CommentStatus, max_length=10, default=CommentStatus.PUBLISHED)
+    # Its place among the petition's visibility changes: given when it is published and when
+    # it is taken down (null: never published).
+    sequence = fields.IntField(null=True)
+    # A moderator published it: readers' reports no longer hide it.
+    approved = fields.BooleanField(default=False, db_default=False)
+    spam_score = fields.FloatField(null=True)  # the filter's judgement, for moderators
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "comment"
         indexes = (("petition", "status", "id"),)
+
+
+class CommentReport(Model):
+    """One reader's report of a published comment: one per client address per comment."""
+
+    id = fields.BigIntField(primary_key=True)
+    comment: fields.ForeignKeyRelation[Comment] = fields.ForeignKeyField(
+        "models.Comment", related_name="reports", on_delete=fields.CASCADE
+    )
+    comment_id: int
+    address = fields.CharField(max_length=45)
+    reason = fields.CharField(max_length=500, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "comment_report"
+        unique_together = (("comment", "address"),)

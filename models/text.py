@@ -28,6 +28,7 @@ LIMITS = {
     "comment": 2_000,
     "comment_body": 5_000,
     "country": 16,
+    "reason": 500,
 }
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

@@ -13,7 +13,7 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from .cache import PetitionRows, ResultCache
-from .context import Context, Info, is_admin
+from .context import Context, Info, Policy, bearer_is
 from .documents import Documents, Judged, Limits, without_suggestion
 from .errors import MASKED, PublicError, should_mask, without_input_values
 from .mutations import Mutation
@@ -101,9 +101,10 @@ __all__ = [
     "Node",
     "PetitionRows",
     "PetitionSchema",
+    "Policy",
     "PublicError",
     "ResultCache",
-    "is_admin",
+    "bearer_is",
     "make_schema",
     "schema",
 ]

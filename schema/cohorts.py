@@ -59,7 +59,7 @@ from .errors import MASKED
 log = logging.getLogger("petitions.cohorts")
 
 LATEST_ONLY_FIELDS = frozenset({"signatureCount"})  # a newer result makes an older one moot
-HOT_FIELDS = LATEST_ONLY_FIELDS | {"signatureAdded", "commentAdded"}
+HOT_FIELDS = LATEST_ONLY_FIELDS | {"signatureAdded", "commentAdded", "commentRemoved"}
 LATEST_WAVE_INTERVAL = 0.5  # seconds between two waves of a count cohort
 QUEUE_WAVE_INTERVAL = 0.02  # of a names or comments cohort: one write per socket per burst
 RETRY_INTERVAL = 0.5  # before a wave comes back for sockets that were too full to write to

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from .types import PetitionStatus
+from .types import CommentStatus, PetitionStatus
 
 
 @strawberry.input(description="Who signs which petition.")
@@ -65,3 +65,19 @@ class UpdatePetitionInput:
     signature_goal: int | None = strawberry.UNSET
     status: PetitionStatus | None = strawberry.UNSET
     closes_at: datetime | None = strawberry.UNSET
+
+
+@strawberry.input(description="A moderator's decision on a comment.")
+class ModerateCommentInput:
+    id: strawberry.ID = strawberry.field(description="The comment's global ID.")
+    status: CommentStatus = strawberry.field(
+        description="PUBLISHED lists it; HELD, SPAM or HIDDEN take it down."
+    )
+
+
+@strawberry.input(description="A reader's report of a published comment.")
+class ReportCommentInput:
+    id: strawberry.ID = strawberry.field(description="The comment's global ID.")
+    reason: str | None = strawberry.field(
+        default=None, description="Why, in a line (optional, up to 500 characters)."
+    )

@@ -13,8 +13,15 @@ from models import RefusalCode, Refused
 from .context import Context, Info
 from .errors import UserError, user_error
 from .ids import parse_global_id
-from .inputs import AddCommentInput, CreatePetitionInput, SignPetitionInput, UpdatePetitionInput
-from .types import Comment, Petition, Signature
+from .inputs import (
+    AddCommentInput,
+    CreatePetitionInput,
+    ModerateCommentInput,
+    ReportCommentInput,
+    SignPetitionInput,
+    UpdatePetitionInput,
+)
+from .types import Comment, CommentStatus, Petition, Signature
 
 T = TypeVar("T")
 
@@ -31,6 +38,22 @@ class AddCommentPayload:
     comment: Comment | None = strawberry.field(description="The new comment.")
     petition: Petition | None = strawberry.field(description="The petition.")
     errors: list[UserError] = strawberry.field(description="Empty on success.")
+    status: CommentStatus | None = strawberry.field(
+        default=None,
+        description="PUBLISHED, or HELD when it is not public yet (held for a moderator, or "
+        "judged spam: its author is told HELD either way); null when refused.",
+    )
+
+
+@strawberry.type(description="The comment as it now stands, or why not.")
+class CommentPayload:
+    comment: Comment | None = strawberry.field(description="The comment.")
+    errors: list[UserError] = strawberry.field(description="Empty on success.")
+
+
+@strawberry.type(description="Whether the report was taken.")
+class ReportCommentPayload:
+    errors: list[UserError] = strawberry.field(description="Empty on success.")
 
 
 @strawberry.type(description="The petition created or changed, or why not.")
@@ -46,13 +69,24 @@ class _BadId(Exception):
 
 def petition_pk(value: str, field: str) -> int:
     """The primary key in a petition's global ID, or `_BadId` with the contract's error."""
+    return _pk(value, "Petition", field)
+
+
+def _pk(value: str, type_name: str, field: str) -> int:
     parsed = parse_global_id(value)
     if parsed is None:
         raise _BadId(user_error(RefusalCode.INVALID_INPUT, "That is not a valid ID.", field))
-    type_name, pk = parsed
-    if type_name != "Petition":
-        raise _BadId(user_error(RefusalCode.NOT_FOUND, "No petition has that id.", field))
+    found, pk = parsed
+    if found != type_name:
+        message = f"No {type_name.lower()} has that id."
+        raise _BadId(user_error(RefusalCode.NOT_FOUND, message, field))
     return pk
+
+
+def rate_limited(what: str) -> Refused:
+    return Refused.one(
+        RefusalCode.RATE_LIMITED, f"Too many {what} from your address: try again later."
+    )
 
 
 async def attempt(call: Awaitable[T]) -> tuple[T | None, list[UserError]]:
@@ -62,8 +96,8 @@ async def attempt(call: Awaitable[T]) -> tuple[T | None, list[UserError]]:
         return None, [UserError.from_problem(problem) for problem in refused.problems]
 
 
-def unauthorized() -> list[UserError]:
-    return [user_error(RefusalCode.UNAUTHORIZED, "Only admins may do this.")]
+def unauthorized(who: str = "admins") -> list[UserError]:
+    return [user_error(RefusalCode.UNAUTHORIZED, f"Only {who} may do this.")]
 
 
 def given(value: Any) -> Any:
@@ -100,7 +134,22 @@ async def _sign(context: Context, petition_pk: int, input: SignPetitionInput) ->
         comment=input.comment,
         show_name=input.show_name is not False,
     )
+    if not await context.policy.rates.allow("sign", context.client, str(petition_pk)):
+        raise rate_limited("signatures")
     return await context.writer.sign(petition_pk, fields)
+
+
+async def _comment(context: Context, petition_pk: int, input: AddCommentInput) -> models.Commented:
+    if not await context.policy.rates.allow("comment", context.client):
+        raise rate_limited("comments")
+    return await models.add_comment(
+        petition_pk,
+        author_name=input.author_name,
+        email=input.email,
+        body=input.body,
+        publisher=context.hub,
+        moderation=context.policy.moderation,
+    )
 
 
 @strawberry.type
@@ -109,28 +158,58 @@ class Mutation:
     async def sign_petition(self, info: Info, input: SignPetitionInput) -> SignPetitionPayload:
         return await resolve_sign_petition(info.context, input)
 
-    @strawberry.mutation(description="Comment on an open petition.")
+    @strawberry.mutation(
+        description="Comment on an open petition: published at once, or held for a moderator."
+    )
     async def add_comment(self, info: Info, input: AddCommentInput) -> AddCommentPayload:
+        context = info.context
         try:
             pk = petition_pk(input.petition_id, "petitionId")
         except _BadId as bad:
             return AddCommentPayload(comment=None, petition=None, errors=[bad.error])
-        commented, errors = await attempt(
-            models.add_comment(
-                pk,
-                author_name=input.author_name,
-                email=input.email,
-                body=input.body,
-                publisher=info.context.hub,
-            )
-        )
+        commented, errors = await attempt(_comment(context, pk, input))
         if commented is None:
             return AddCommentPayload(comment=None, petition=None, errors=errors)
         return AddCommentPayload(
-            comment=Comment.from_row(commented.comment),
+            comment=Comment.from_row(commented.comment, status=commented.told),
             petition=Petition.from_row(commented.petition),
             errors=[],
+            status=commented.told,
         )
+
+    @strawberry.mutation(description="Set a comment's status (moderators and admins).")
+    async def moderate_comment(self, info: Info, input: ModerateCommentInput) -> CommentPayload:
+        context = info.context
+        if not context.may_moderate:
+            return CommentPayload(comment=None, errors=unauthorized("moderators and admins"))
+        try:
+            pk = _pk(input.id, "Comment", "id")
+        except _BadId as bad:
+            return CommentPayload(comment=None, errors=[bad.error])
+        comment, errors = await attempt(
+            models.moderate_comment(pk, input.status, publisher=context.hub)
+        )
+        return CommentPayload(comment=Comment.from_row(comment) if comment else None, errors=errors)
+
+    @strawberry.mutation(
+        description="Report a published comment; one report per address per comment."
+    )
+    async def report_comment(self, info: Info, input: ReportCommentInput) -> ReportCommentPayload:
+        context = info.context
+        try:
+            pk = _pk(input.id, "Comment", "id")
+        except _BadId as bad:
+            return ReportCommentPayload(errors=[bad.error])
+        _, errors = await attempt(
+            models.report_comment(
+                pk,
+                address=context.client,
+                reason=input.reason,
+                reports_to_hide=context.policy.reports_to_hide,
+                publisher=context.hub,
+            )
+        )
+        return ReportCommentPayload(errors=errors)
 
     @strawberry.mutation(description="Create a petition (admins only).")
     async def create_petition(self, info: Info, input: CreatePetitionInput) -> PetitionPayload:

@@ -14,6 +14,9 @@ from .ids import parse_global_id
 from .pagination import paginate
 from .types import (
     Comment,
+    CommentConnection,
+    CommentEdge,
+    CommentStatus,
     Node,
     Petition,
     PetitionConnection,
@@ -116,6 +119,46 @@ class Query:
         )
         return PetitionConnection(
             edges=[PetitionEdge(cursor=c, node=Petition.from_row(row)) for c, row in edges],
+            page_info=page_info,
+            total_count=await rows.count(),
+        )
+
+    @strawberry.field(
+        description="Comments of one status, oldest first, of one petition or all "
+        "(moderators and admins only)."
+    )
+    async def moderation_queue(
+        self,
+        info: Info,
+        status: CommentStatus | None = CommentStatus.HELD,
+        petition_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> CommentConnection:
+        info.context.reads.forbid()
+        if not info.context.may_moderate:
+            raise PublicError("Only moderators and admins may read the moderation queue.")
+        pk = None
+        if petition_id is not None:
+            parsed = parse_global_id(petition_id)
+            if parsed is None or parsed[0] != "Petition":
+                raise PublicError("`petitionId` is not a petition's ID.")
+            pk = parsed[1]
+        rows = models.moderation_queue(status or CommentStatus.HELD, pk)
+        edges, page_info = await paginate(
+            "comment",
+            rows,
+            "id",
+            descending=False,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
+        return CommentConnection(
+            edges=[CommentEdge(cursor=c, node=Comment.from_row(row)) for c, row in edges],
             page_info=page_info,
             total_count=await rows.count(),
         )

@@ -8,11 +8,12 @@ import strawberry
 
 import models
 from subscriptions import CommentAdded, FellBehind, PetitionChanged, Resync, SignatureAdded
+from subscriptions import CommentRemoved as CommentRemovedEvent
 
 from .context import Info
 from .errors import PublicError
 from .ids import global_id, parse_global_id
-from .types import Comment, Signature, SignatureCountUpdate
+from .types import Comment, CommentRemoved, Signature, SignatureCountUpdate
 
 
 async def _live_petition(info: Info, petition_id: str) -> models.Petition:
@@ -54,12 +55,23 @@ class Subscription:
         petition = await _live_petition(info, petition_id)
         return _signatures_added(info, petition)
 
-    @strawberry.subscription(description="Every comment published on the petition from now on.")
+    @strawberry.subscription(
+        description="Every comment published on the petition from now on, once each, in order."
+    )
     async def comment_added(
         self, info: Info, petition_id: strawberry.ID
     ) -> AsyncGenerator[Comment, None]:
         petition = await _live_petition(info, petition_id)
         return _comments_added(info, petition)
+
+    @strawberry.subscription(
+        description="Every published comment taken down (hidden, held, spam) from now on."
+    )
+    async def comment_removed(
+        self, info: Info, petition_id: strawberry.ID
+    ) -> AsyncGenerator[CommentRemoved, None]:
+        petition = await _live_petition(info, petition_id)
+        return _comments_removed(info, petition)
 
 
 async def _signature_counts(
@@ -117,18 +129,48 @@ async def _signatures_added(
 
 
 async def _comments_added(info: Info, petition: models.Petition) -> AsyncGenerator[Comment, None]:
-    async with info.context.hub.listen(petition.id, {"comment"}) as listener:
-        delivered = await models.newest_comment_id(petition.id)
+    async for change in _comment_changes(info, petition, published=True):
+        if isinstance(change, models.Comment):
+            yield Comment.from_row(change)
+        elif isinstance(change, CommentAdded):
+            yield Comment.from_event(change)
+
+
+async def _comments_removed(
+    info: Info, petition: models.Petition
+) -> AsyncGenerator[CommentRemoved, None]:
+    async for change in _comment_changes(info, petition, published=False):
+        if isinstance(change, models.Comment):
+            yield CommentRemoved.of(change.petition_id, change.id)
+        elif isinstance(change, CommentRemovedEvent):
+            yield CommentRemoved.of(change.petition_id, change.comment_id)
+
+
+async def _comment_changes(
+    info: Info, petition: models.Petition, *, published: bool
+) -> AsyncGenerator[models.Comment | CommentAdded | CommentRemovedEvent, None]:
+    """The petition's comments published (or taken down) from now on, each once, in the order
+    of their `sequence`: the events as they come, or rows from the database when some events
+    were missed or arrived out of order (they share one sequence, so each subscription
+    follows both kinds)."""
+    wanted = CommentAdded if published else CommentRemovedEvent
+    read = models.comments_published_after if published else models.comments_removed_after
+    async with info.context.hub.listen(petition.id, {"comment", "comment_removed"}) as listener:
+        delivered = await models.last_comment_sequence(petition.id)
         try:
             async for event in listener:
                 if isinstance(event, Resync):
-                    for row in await models.comments_after(petition.id, delivered):
-                        yield Comment.from_row(row)
-                        delivered = row.id
+                    newest = await models.last_comment_sequence(petition.id)
+                else:
+                    assert isinstance(event, CommentAdded | CommentRemovedEvent)
+                    newest = event.sequence
+                if newest <= delivered:
                     continue
-                assert isinstance(event, CommentAdded)
-                if event.comment_id > delivered:
-                    yield Comment.from_event(event)
-                    delivered = event.comment_id
+                if newest > delivered + 1 or isinstance(event, Resync):
+                    for row in await read(petition.id, delivered, up_to=newest):
+                        yield row
+                elif isinstance(event, wanted):
+                    yield event
+                delivered = newest
         except FellBehind as error:
             raise PublicError(str(error)) from None

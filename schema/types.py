@@ -19,6 +19,14 @@ strawberry.enum(
 )
 
 
+CommentStatus = models.CommentStatus
+strawberry.enum(
+    CommentStatus,
+    description="PUBLISHED: public (listed, counted, pushed). HELD: waiting for a moderator. "
+    "SPAM: judged spam. HIDDEN: taken down, by a moderator or by readers' reports.",
+)
+
+
 @strawberry.interface(description="An object with a global ID that `node(id:)` resolves.")
 class Node:
     id: strawberry.ID = strawberry.field(description="The object's opaque global ID.")
@@ -52,19 +60,23 @@ class Signature(Node):
         )
 
 
-@strawberry.type(description="A published comment on a petition.")
+@strawberry.type(description="A comment on a petition (public readers see published ones).")
 class Comment(Node):
     author_name: str = strawberry.field(description="The name the author gave.")
     body: str = strawberry.field(description="The comment; line breaks kept.")
     created_at: datetime = strawberry.field(description="When it was posted.")
+    status: CommentStatus = strawberry.field(
+        description="PUBLISHED for every comment public readers see; moderators see the others."
+    )
 
     @classmethod
-    def from_row(cls, row: models.Comment) -> Comment:
+    def from_row(cls, row: models.Comment, status: CommentStatus | None = None) -> Comment:
         return cls(
             id=global_id("Comment", row.id),
             author_name=row.author_name,
             body=row.body,
             created_at=row.created_at,
+            status=status or row.status,
         )
 
     @classmethod
@@ -74,6 +86,19 @@ class Comment(Node):
             author_name=event.author_name,
             body=event.body,
             created_at=datetime.fromisoformat(event.created_at),
+            status=CommentStatus.PUBLISHED,
+        )
+
+
+@strawberry.type(description="A published comment left the petition's public list.")
+class CommentRemoved:
+    id: strawberry.ID = strawberry.field(description="The comment's global ID.")
+    petition_id: strawberry.ID = strawberry.field(description="The petition's global ID.")
+
+    @classmethod
+    def of(cls, petition_id: int, comment_id: int) -> CommentRemoved:
+        return cls(
+            id=global_id("Comment", comment_id), petition_id=global_id("Petition", petition_id)
         )
 
 

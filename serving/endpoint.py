@@ -21,7 +21,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from schema import Context, PetitionSchema, ResultCache, is_admin
+from schema import Context, PetitionSchema, ResultCache, bearer_is
 from schema.cache import Reads
 from schema.cohorts import Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
 from schema.compiled import Plans
@@ -103,7 +103,9 @@ class GraphQLApp(GraphQL[Context, None]):
             hub=state.hub,
             writer=state.writer,
             petitions=state.petitions,
-            admin=is_admin(request, state.settings.admin_token),
+            policy=state.policy,
+            admin=bearer_is(request, state.settings.admin_token),
+            moderator=bearer_is(request, state.settings.moderator_token),
             connection=request,
         )
         request.scope[_CONTEXT] = context

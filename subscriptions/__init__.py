@@ -3,6 +3,7 @@
 from .channels import events_channel
 from .events import (
     CommentAdded,
+    CommentRemoved,
     Event,
     PetitionChanged,
     Publisher,
@@ -15,6 +16,7 @@ from .hub import FellBehind, Hub, Listener, Observer
 
 __all__ = [
     "CommentAdded",
+    "CommentRemoved",
     "PetitionChanged",
     "Event",
     "FellBehind",

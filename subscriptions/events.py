@@ -36,14 +36,26 @@ class SignatureAdded:
 
 @dataclass(frozen=True)
 class CommentAdded:
-    """A committed, published comment, with only its public fields."""
+    """A comment was published (committed), with only its public fields. `sequence` orders the
+    petition's comment events: a gap means one was missed."""
 
     kind: ClassVar[str] = "comment"
     petition_id: int
     comment_id: int
+    sequence: int
     author_name: str
     body: str
     created_at: str
+
+
+@dataclass(frozen=True)
+class CommentRemoved:
+    """A published comment was taken down (committed); `sequence` as in `CommentAdded`."""
+
+    kind: ClassVar[str] = "comment_removed"
+    petition_id: int
+    comment_id: int
+    sequence: int
 
 
 @dataclass(frozen=True)
@@ -54,10 +66,10 @@ class Resync:
     petition_id: int
 
 
-Event = PetitionChanged | SignatureAdded | CommentAdded | Resync
-_KINDS: dict[str, type[PetitionChanged] | type[SignatureAdded] | type[CommentAdded]] = {
-    cls.kind: cls for cls in (PetitionChanged, SignatureAdded, CommentAdded)
-}
+Event = PetitionChanged | SignatureAdded | CommentAdded | CommentRemoved | Resync
+_KINDS: dict[
+    str, type[PetitionChanged] | type[SignatureAdded] | type[CommentAdded] | type[CommentRemoved]
+] = {cls.kind: cls for cls in (PetitionChanged, SignatureAdded, CommentAdded, CommentRemoved)}
 
 
 # PostgreSQL's NOTIFY takes at most 8,000 bytes: one message holds what fits well below that.

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from tortoise.context import require_context
 from tortoise.exceptions import DBConnectionError, IntegrityError, OperationalError
+from tortoise.migrations.executor import MigrationTarget
 
 from models import Comment, Petition, Signature, open_database
-from models.migrations import migrate, pending_migrations, unmigrated_changes
+from models.migrations import APP_LABEL, _executor, migrate, pending_migrations, unmigrated_changes
 from tests.conftest import (
     POSTGRES_URL,
     database_url_named,
@@ -68,6 +69,7 @@ async def test_migrate_builds_the_schema_once(empty_database: str):
         "petition",
         "signature",
         "comment",
+        "comment_report",
         "tortoise_migrations",
     }
 
@@ -105,15 +107,52 @@ async def test_migrate_inside_an_open_database_leaves_that_context_current(empty
         assert await Petition.all().count() == 0
 
 
+async def migrate_to(database_url: str, name: str) -> None:
+    """Apply the migrations up to `name` only, as a database made before the later ones."""
+    async with _executor(database_url) as executor:
+        await executor.migrate(
+            [MigrationTarget(app_label=APP_LABEL, name=name)], direction="forward"
+        )
+
+
 async def test_fake_initial_adopts_a_database_made_by_generate_schemas(empty_database: str):
-    async with open_database(empty_database, create_schema=True):
-        pass
+    # given the tables of the initial schema, made without migrations (no record of them)
+    await migrate_to(empty_database, "0001_initial")
+    async with open_database(empty_database, create_schema=False):
+        await require_context().db().execute_script('DROP TABLE "tortoise_migrations"')
     pending = await pending_migrations(empty_database)
 
     with pytest.raises(OperationalError):  # the tables are there already
         await migrate(empty_database)
     assert await migrate(empty_database, fake_initial=True) == pending
     assert await pending_migrations(empty_database) == []
+
+
+async def test_moderation_numbers_the_comments_already_published(empty_database: str):
+    # given comments made before moderation existed
+    await migrate_to(empty_database, "0001_initial")
+    async with open_database(empty_database, create_schema=False):
+        await (
+            require_context()
+            .db()
+            .execute_script(
+                "INSERT INTO petition (slug, title, target, goal, body, status, signature_goal, "
+                "signature_count, comment_count, last_signature_number, created_at) VALUES "
+                "('a', 'A', 'T', 'G', 'B', 'OPEN', NULL, 0, 2, 0, '2026-01-01 00:00:00+00:00');"
+                "INSERT INTO comment (petition_id, author_name, email, body, status, created_at) "
+                "VALUES (1, 'x', 'x@example.org', 'one', 'PUBLISHED', '2026-01-01 00:00:00+00:00'),"
+                " (1, 'y', 'y@example.org', 'held', 'HELD', '2026-01-01 00:00:00+00:00'),"
+                " (1, 'z', 'z@example.org', 'two', 'PUBLISHED', '2026-01-01 00:00:00+00:00');"
+            )
+        )
+    # when
+    await migrate(empty_database)
+    # then
+    async with open_database(empty_database, create_schema=False):
+        comments = await Comment.all().order_by("id").values_list("body", "sequence")
+        petition = await Petition.get(slug="a")
+    assert comments == [("one", 1), ("held", None), ("two", 2)]
+    assert petition.last_comment_sequence == 2
 
 
 async def test_fake_initial_runs_the_initial_migration_on_an_empty_database(empty_database: str):
