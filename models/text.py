@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from .errors import Problem, RefusalCode, Refused
@@ -32,7 +33,9 @@ LIMITS = {
 }
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+# The assigned ISO 3166-1 alpha-2 codes, from Debian's iso-codes as pycountry ships them:
+# reserved and user-assigned codes (UK, EU, XK, ZZ…) are not countries here.
+_COUNTRIES = frozenset(country.alpha_2 for country in pycountry.countries)
 
 
 class Cleaner:
@@ -85,8 +88,8 @@ class Cleaner:
 
     def country(self, field: str, value: str) -> str:
         text = self.line(field, value).upper()
-        if not _COUNTRY.match(text):
-            self.refuse(field, "Country must be a two-letter ISO 3166-1 code, like GB or US.")
+        if text not in _COUNTRIES:
+            self.refuse(field, "Country must be an ISO 3166-1 alpha-2 code, like GB or US.")
         return text
 
     def slug(self, field: str, value: str) -> str:

@@ -126,7 +126,12 @@ BAD_SIGNATURES = [
         ],
         id="email",
     ),
-    pytest.param("country", ["GBR", "1A", "G", "United Kingdom", "g\tb"], id="country"),
+    pytest.param(
+        "country",
+        # ZZ and XX are user-assigned, UK and EU reserved: none is an assigned country code
+        ["GBR", "1A", "G", "United Kingdom", "g\tb", "ZZ", "zz", "XX", "UK", "EU"],
+        id="country",
+    ),
     pytest.param("comment", ["x" * 2001, "Yes\x07", "Yes\x7f!"], id="comment"),
 ]
 
@@ -193,7 +198,7 @@ async def test_text_is_trimmed_and_nfc_normalised(gql, petition):
 
 
 async def test_a_country_is_accepted_in_any_case_and_stored_upper_case(gql, petition):
-    for n, given in enumerate(["gb", "Gb", "GB", " us "], start=2):
+    for n, given in enumerate(["gb", "Gb", "GB", " us ", "va", "AQ"], start=2):
         payload = await sign(gql, petition["id"], n, country=given)
 
         assert payload["errors"] == [], given
