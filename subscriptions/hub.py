@@ -9,6 +9,8 @@ channel that carries every event: one reader drains the broker and hands each ev
 `probe_interval` seconds; when one does not come back, or the reader fails, the hub reconnects
 with back-off, subscribes its channels again, and gives every listener a `Resync`, on which the
 subscriptions read the truth from the database (counts are absolute, signatures numbered).
+A broker that cannot be reached at start is the same outage: the process starts without it,
+unhealthy, and the hub connects with the same back-off and resynchronises.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ class Hub:
         self._reader: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._probe_seen = 0.0
-        self.reconnects = 0
+        self._publish_failing = False  # so that an outage is logged once, not once a batch
+        self.reconnects = 0  # connections made by the supervisor (after an outage, or at start)
 
     @property
     def healthy(self) -> bool:
@@ -130,9 +133,24 @@ class Hub:
         self._observers.append(observer)
 
     async def connect(self) -> None:
-        """Connect (raising if the broker cannot be reached) and start watching the line."""
-        await self._open()
-        self._supervisor = asyncio.create_task(self._supervise())
+        """Try once to connect, then watch the line. A broker that cannot be reached does not
+        stop the start: the hub stays unhealthy, and connects with back-off as after a lost
+        connection (listeners and observers then get a `Resync`). A bad broadcast URL (a
+        `ValueError`) is a configuration error, and raises."""
+        try:
+            async with asyncio.timeout(self.probe_timeout + 2):
+                await self._open()
+            connected = True
+        except ValueError:
+            raise
+        except Exception as error:
+            log.warning(
+                "broadcast backend unreachable at start (%s); serving without it until it "
+                "comes, reconnecting in the background",
+                type(error).__name__,
+            )
+            connected = False
+        self._supervisor = asyncio.create_task(self._supervise(connected))
 
     async def disconnect(self) -> None:
         if self._supervisor is not None:
@@ -156,7 +174,18 @@ class Hub:
                 wire = f"{self._origin}|{message}"
                 await asyncio.wait_for(backend.publish(self._channel, wire), self.probe_timeout)
         except Exception as error:  # the broker is away; the writes themselves stand
-            log.warning("could not publish %d event(s): %s", len(events), type(error).__name__)
+            if not self._publish_failing:  # once an outage: at full load a batch is every ms
+                self._publish_failing = True
+                log.warning(
+                    "could not publish %d event(s): %s; not logging further failures until "
+                    "publishing works again",
+                    len(events),
+                    type(error).__name__,
+                )
+            return
+        if self._publish_failing:
+            self._publish_failing = False
+            log.info("publishing to the broadcast backend again")
 
     @asynccontextmanager
     async def listen(
@@ -183,8 +212,8 @@ class Hub:
 
     async def _open(self) -> None:
         backend = make_backend(self.url, client_name=self.prefix)
-        await backend.connect()
         try:
+            await backend.connect()
             await backend.subscribe(self._channel)
         except BaseException:
             with suppress(Exception):
@@ -216,21 +245,27 @@ class Hub:
                 # this process's observers saw its own events when they were published
                 self._deliver(event, observed=origin == self._origin)
 
-    async def _supervise(self) -> None:
+    async def _supervise(self, connected: bool) -> None:
+        """Watch the line while connected; when it is lost (or was never there, at start),
+        reconnect with back-off and resynchronise."""
         while True:
-            await self._until_lost()
-            log.warning("lost the broadcast backend; reconnecting")
-            self._resync_all()
-            await self._close()
+            if connected:
+                await self._until_lost()
+                log.warning("lost the broadcast backend; reconnecting")
+                self._resync_all()
+                await self._close()
             backoff = 0.1
             while True:
                 await asyncio.sleep(backoff)
                 try:
-                    await asyncio.wait_for(self._open(), timeout=self.probe_timeout + 2)
+                    # in this task: nothing runs between healthy again and the resync below
+                    async with asyncio.timeout(self.probe_timeout + 2):
+                        await self._open()
                     break
                 except Exception as error:
                     log.warning("broadcast backend still away (%s)", type(error).__name__)
                     backoff = min(backoff * 2, self.max_backoff)
+            connected = True
             self.reconnects += 1
             log.info("broadcast backend back; resynchronising %d petitions", len(self._listeners))
             self._resync_all()

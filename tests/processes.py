@@ -60,8 +60,11 @@ async def run_command(*args: str, env: dict[str, str], timeout: float = 60) -> t
 
 
 @asynccontextmanager
-async def server_process(env: dict[str, str], *args: str) -> AsyncIterator[ServerProcess]:
-    """`petitions serve` in a process of its own, yielded once `/healthz` answers 200."""
+async def server_process(
+    env: dict[str, str], *args: str, healthy: bool = True
+) -> AsyncIterator[ServerProcess]:
+    """`petitions serve` in a process of its own, yielded once `/healthz` answers 200, or, with
+    `healthy=False`, once it answers at all (a process whose broker is away answers 503)."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix="petitions-", suffix=".log", delete=False) as log:
         path = Path(log.name)
@@ -82,7 +85,7 @@ async def server_process(env: dict[str, str], *args: str) -> AsyncIterator[Serve
                 if process.returncode is not None:
                     raise RuntimeError(f"server exited early:\n{server.output()}")
                 try:
-                    if (await client.get("/healthz")).status_code == 200:
+                    if (await client.get("/healthz")).status_code == 200 or not healthy:
                         break
                 except httpx.TransportError:
                     pass
