@@ -46,13 +46,17 @@ class PetitionSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log errors, as strawberry does, but never with the client's input values (nor, with
-        introspection off, a suggestion of the schema's names)."""
+        """Keep the client's input values (and, with introspection off, suggestions of the
+        schema's names) out of every error, and log the faults, as Strawberry does. Refusals
+        (a document that breaks the rules or the limits, a `PublicError`) are the client's
+        business, not the operator's: logging each would turn a flood of refused documents
+        into a flood of log lines."""
         for error in errors:
             without_input_values(error)
             if not self.documents.introspection:
                 without_suggestion(error)
-        super().process_errors(errors, execution_context)
+        if faults := [error for error in errors if should_mask(error)]:
+            super().process_errors(faults, execution_context)
 
 
 class JudgedDocuments(SchemaExtension):
