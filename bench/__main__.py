@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import fanout, phases, report
+from bench import fanout, phases, report, safety
 from bench.load import Loader, LoadTool
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import BENCH_ROOT, BenchError, Processes, Service
@@ -60,7 +60,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated phases to leave out: baselines,signing,reads,pages,fanout,names",
+        help="comma-separated phases to leave out: "
+        "baselines,signing,reads,safety,pages,fanout,names",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, Lua)")
     return parser.parse_args(argv)
@@ -109,6 +110,8 @@ async def run_backend(backend: str, plan: Plan, tool: LoadTool, args: argparse.N
             ("baselines", "baselines", phases.baselines),
             ("signing", "signing", phases.signing),
             ("reads", "count reads", phases.reads),
+            ("safety", "refusals", safety.refusals),
+            ("safety", "spam filter", safety.spam_filter),
             ("pages", "pages", phases.pages),
         ]
         for size in plan.fanout_sizes:

@@ -5,22 +5,23 @@ compiled plans, the cohorts).
 The limits are checked before the specification's rules, cheapest first, and a document that
 exceeds one is refused without the rest: a refused document costs about what parsing it costs.
 Tokens are counted by graphql-core's parser (`max_tokens`, as Strawberry's `MaxTokensLimiter`
-sets it); the cost (below) is computed once per fragment, so fragments that spread each other
-many times cannot make the check itself slow; depth and aliases are Strawberry's own rules
-(`QueryDepthLimiter`, `MaxAliasesLimiter`), run only once the cost has bounded the document's
-expanded size; the validation of the specification stops after `errors` errors (graphql-core's
-`max_errors`, which then adds one error saying so).
+sets it; an empty selection set is a syntax error, as in the specification); the cost, the
+depth and the aliases (below) are computed once per fragment, so fragments that spread each
+other many times cannot make the check itself slow (depth and aliases measured as Strawberry's
+`QueryDepthLimiter` and `MaxAliasesLimiter` measure them, whose own rules expand every spread:
+exponential under `first: 0`, where the cost does not grow); the validation of the
+specification stops after `errors` errors (graphql-core's `max_errors`, which then adds one
+error saying so), and its comparison of same-named fields after `cost` units of work.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from graphql import (
-    DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -32,8 +33,11 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    Node,
     OperationDefinitionNode,
     SelectionSetNode,
+    TypeInfo,
+    ValidationContext,
     ValidationRule,
     VariableNode,
     get_named_type,
@@ -41,8 +45,11 @@ from graphql import (
     specified_rules,
     validate,
 )
-from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
+from graphql.validation import (
+    ASTValidationRule,
+    NoSchemaIntrospectionCustomRule,
+    OverlappingFieldsCanBeMergedRule,
+)
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
@@ -97,11 +104,11 @@ class Documents:
         self.introspection = introspection
         self.max_entries = max_entries
         self._limit_rules = (
-            *QueryDepthLimiter(max_depth=limits.depth).validation_rules,
-            *MaxAliasesLimiter(max_alias_count=limits.aliases).validation_rules,
+            _depth_and_aliases_rule(limits.depth, limits.aliases),
             _directives_rule(limits.directives),
         )
-        self._rules = (*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule)
+        rules = (_budgeted(rule, limits.cost) for rule in specified_rules)
+        self._rules = (*rules, MaybeNullValidationRule, OneOfInputValidationRule)
         if not introspection:
             self._rules += (NoSchemaIntrospectionCustomRule,)
         self._judged: OrderedDict[str, Judged] = OrderedDict()
@@ -119,7 +126,7 @@ class Documents:
 
     def _judge(self, query: str) -> Judged:
         try:
-            document = parse(query, max_tokens=self.limits.tokens)
+            document = parse(query, max_tokens=self.limits.tokens, allow_empty_selection_sets=False)
         except GraphQLError as error:
             return self._refused(None, [error])
         cost = document_cost(self.schema, document)
@@ -129,7 +136,11 @@ class Documents:
                 "ask for fewer items (`first`, `last`) or fewer fields."
             )
             return self._refused(document, [GraphQLError(message)])
-        errors = validate(self.schema, document, self._limit_rules)
+        # Strawberry's limiters judge when they are made: no visit of the document needed.
+        errors: list[GraphQLError] = []
+        context = ValidationContext(self.schema, document, TypeInfo(self.schema), errors.append)
+        for rule in self._limit_rules:
+            rule(context)
         if not errors:
             errors = validate(
                 self.schema,
@@ -147,20 +158,117 @@ class Documents:
         return Judged(document, tuple(errors))
 
 
-def _directives_rule(limit: int) -> type[ValidationRule]:
-    class MaxDirectives(ValidationRule):
-        """At most `limit` directives in one document (no library counts them)."""
+def _depth_and_aliases_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
+    class MaxDepthAndAliases(ValidationRule):
+        """Strawberry's `QueryDepthLimiter` and `MaxAliasesLimiter`, measured as they measure,
+        but once per fragment rather than once per spread (theirs expand every spread, and
+        fail on an unknown fragment); judged when made, so that no visit is needed."""
 
-        count = 0
-
-        def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
-            self.count += 1
-            if self.count == limit + 1:
-                self.report_error(
-                    GraphQLError(f"This document has more than the {limit} directives allowed.")
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            aliases = 0
+            for operation, depth, aliased in _depths_and_aliases(context.document):
+                aliases += aliased
+                if depth > max_depth:
+                    name = operation.name.value if operation.name else "anonymous"
+                    message = f"'{name}' exceeds maximum operation depth of {max_depth}"
+                    context.report_error(GraphQLError(message, operation))
+            if aliases > max_aliases:
+                context.report_error(
+                    GraphQLError(f"{aliases} aliases found. Allowed: {max_aliases}")
                 )
 
+    return MaxDepthAndAliases
+
+
+def _depths_and_aliases(
+    document: DocumentNode,
+) -> Iterator[tuple[OperationDefinitionNode, int, int]]:
+    """Each operation with its depth (the fields with a selection set one inside the other,
+    introspection fields not looked into) and its aliases (each fragment's counted once per
+    spread), every fragment measured once."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    known: dict[str, tuple[int, int]] = {}
+    visiting: set[str] = set()
+
+    def measure(selection_set: SelectionSetNode | None) -> tuple[int, int]:
+        depth = aliases = 0
+        for selection in selection_set.selections if selection_set else ():
+            inner = 0
+            if isinstance(selection, FieldNode):
+                aliases += selection.alias is not None
+                if selection.selection_set is not None:
+                    inner, inner_aliases = measure(selection.selection_set)
+                    aliases += inner_aliases
+                    if not selection.name.value.startswith("__"):
+                        inner += 1
+                    else:
+                        inner = 0
+            elif isinstance(selection, InlineFragmentNode):
+                inner, inner_aliases = measure(selection.selection_set)
+                aliases += inner_aliases
+            elif isinstance(selection, FragmentSpreadNode):
+                inner, inner_aliases = fragment(selection.name.value)
+                aliases += inner_aliases
+            depth = max(depth, inner)
+        return depth, aliases
+
+    def fragment(name: str) -> tuple[int, int]:
+        definition = fragments.get(name)
+        if definition is None or name in visiting:
+            return 0, 0  # unknown or cyclic: the specification's rules refuse it
+        if name not in known:
+            visiting.add(name)
+            known[name] = measure(definition.selection_set)
+            visiting.discard(name)
+        return known[name]
+
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            yield definition, *measure(definition.selection_set)
+
+
+def _budgeted(rule: type[ASTValidationRule], budget: int) -> type[ASTValidationRule]:
+    """graphql-core's rule that fields of one name can be merged compares them pair by pair:
+    2,500 `__typename` make three million pairs, which it stops after about 100 ms; with
+    `budget` (ours: a page spends under 100) it stops in a few."""
+    if rule is not OverlappingFieldsCanBeMergedRule:
+        return rule
+
+    class BudgetedOverlappingFieldsCanBeMergedRule(OverlappingFieldsCanBeMergedRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.rule_context.remaining_complexity_budget = budget
+
+    return BudgetedOverlappingFieldsCanBeMergedRule
+
+
+def _directives_rule(limit: int) -> type[ValidationRule]:
+    class MaxDirectives(ValidationRule):
+        """At most `limit` directives in one document (no library counts them); judged when
+        made, as Strawberry's limiters judge, so that no visit is needed."""
+
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            if _directives(context.document) > limit:
+                message = f"This document has more than the {limit} directives allowed."
+                context.report_error(GraphQLError(message))
+
     return MaxDirectives
+
+
+def _directives(node: Node) -> int:
+    """Every directive written in the document (each fragment counted once)."""
+    count = len(getattr(node, "directives", None) or ())
+    for child in (
+        *(getattr(node, "definitions", None) or ()),
+        *(getattr(node, "variable_definitions", None) or ()),
+        *(getattr(getattr(node, "selection_set", None), "selections", None) or ()),
+    ):
+        count += _directives(child)
+    return count
 
 
 def document_cost(schema: GraphQLSchema, document: DocumentNode) -> int:
