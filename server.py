@@ -202,6 +202,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     graphql = GraphQLApp(
         make_schema(introspection=settings.introspection, limits=settings.limits),
         allowed_origins=settings.allowed_origins,
+        graphql_ide="graphiql" if settings.introspection else None,  # useless without it
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout),
         max_subscriptions_per_connection=settings.ws_max_operations,
         max_message_bytes=settings.ws_max_message_bytes,
