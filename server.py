@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
-import re
 import resource
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -29,7 +29,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 import models
 from schema import Limits, PetitionRows, Policy, ResultCache, make_schema
 from schema.cache import Changes
-from schema.rates import RateLimits
+from schema.rates import RateLimits, parse_rate
 from serving import (
     BodyLimit,
     DatabaseContext,
@@ -48,9 +48,6 @@ class BadSetting(ValueError):
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*s\s*$")
 
 
 @dataclass(frozen=True)
@@ -130,9 +127,26 @@ class Settings:
 
         def rate(name: str) -> str | None:
             value = text(name)
-            if value is not None and not _RATE.match(value):
-                raise BadSetting(f"PETITIONS_{name} must read N/Ss, like 5/300s, not {value!r}")
+            if value is not None:
+                try:
+                    parse_rate(value)
+                except ValueError:
+                    raise BadSetting(
+                        f"PETITIONS_{name} must read N/Ss (N and S at least 1), like 5/300s, "
+                        f"not {value!r}"
+                    ) from None
             return value
+
+        def networks(name: str) -> tuple[str, ...]:
+            values = listed(name, ())
+            for value in values:
+                try:
+                    ipaddress.ip_network(value, strict=False)
+                except ValueError:
+                    raise BadSetting(
+                        f"PETITIONS_{name} must list addresses or networks (CIDR), not {value!r}"
+                    ) from None
+            return values
 
         def choice(name: str, fallback: str, choices: set[str]) -> str:
             value = (text(name) or fallback).lower()
@@ -166,7 +180,7 @@ class Settings:
             ws_max_operations=number("WS_MAX_OPERATIONS", default.ws_max_operations),
             sign_limit=rate("SIGN_LIMIT"),
             comment_limit=rate("COMMENT_LIMIT"),
-            trusted_proxies=listed("TRUSTED_PROXIES", ()),
+            trusted_proxies=networks("TRUSTED_PROXIES"),
             comment_moderation=choice(
                 "COMMENT_MODERATION", default.comment_moderation, {"filter", "pre", "off"}
             ),
@@ -255,6 +269,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await collector
                 await writer.stop()  # every accepted signature is written before we go
                 await hub.disconnect()
+                await policy.rates.close()
 
     middleware = [
         Middleware(
@@ -282,7 +297,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
 
 
-app = create_app()
+def __getattr__(name: str) -> Any:
+    """`server:app`, for `uvicorn server:app` and `--workers`: made when asked for, so that a
+    bad setting is reported by `petitions` (exit 2, naming it), not as a traceback on import."""
+    if name == "app":
+        return create_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SchemaBehind(RuntimeError):

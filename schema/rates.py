@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import Any
 
+import redis.asyncio as redis
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -34,10 +36,14 @@ class RateLimits:
     def __init__(self, rates: dict[str, str | None], storage_url: str, prefix: str) -> None:
         self._items = {kind: parse_rate(rate) for kind, rate in rates.items() if rate}
         self._storage: Storage | None = None
+        self._pool: redis.ConnectionPool | None = None
         if self._items:
             if storage_url.startswith(("redis://", "rediss://")):
+                # Our own pool, so that `close` can let go of its connections.
+                self._pool = redis.ConnectionPool.from_url(storage_url)
+                options: dict[str, Any] = {"connection_pool": self._pool}
                 self._storage = RedisStorage(
-                    storage_url, implementation="redispy", key_prefix=f"{prefix}:rate"
+                    storage_url, implementation="redispy", key_prefix=f"{prefix}:rate", **options
                 )
             else:
                 self._storage = MemoryStorage()
@@ -60,3 +66,8 @@ class RateLimits:
             log.info("rate limits counted again")
             self._failing = False
         return allowed
+
+    async def close(self) -> None:
+        """Close the connections to Redis (at shutdown; nothing to do in memory)."""
+        if self._pool is not None:
+            await self._pool.aclose()
