@@ -5,8 +5,7 @@ from .comments import (
     Commented,
     Moderation,
     add_comment,
-    comments_published_after,
-    comments_removed_after,
+    comment_changes,
     last_comment_sequence,
     moderate_comment,
     moderation_queue,
@@ -26,7 +25,15 @@ from .petitions import (
     with_status,
 )
 from .signing import SignatureFields, Signed, sign, signatures_after
-from .tables import Comment, CommentReport, CommentStatus, Petition, PetitionStatus, Signature
+from .tables import (
+    Comment,
+    CommentChange,
+    CommentReport,
+    CommentStatus,
+    Petition,
+    PetitionStatus,
+    Signature,
+)
 from .text import KEEP, public_name
 from .writer import SignatureWriter, Stopped
 
@@ -34,6 +41,7 @@ __all__ = [
     "DEMO_SLUG",
     "KEEP",
     "Comment",
+    "CommentChange",
     "CommentReport",
     "CountDifference",
     "CommentStatus",
@@ -51,8 +59,7 @@ __all__ = [
     "Stopped",
     "activate",
     "add_comment",
-    "comments_published_after",
-    "comments_removed_after",
+    "comment_changes",
     "count_differences",
     "create_petition",
     "find_petition",

@@ -2,11 +2,11 @@
 readers' reports, each moving the petition's published count exactly.
 
 A comment is public only while `PUBLISHED`. Every change into or out of that status happens
-under the petition's row lock (as signing does), moves `comment_count` by one, gives the comment
-the petition's next `sequence` number and, after the commit, pushes `CommentAdded` or
-`CommentRemoved` with that number: subscribers deliver them in that order and read what they
-missed from the database (`comments_published_after`, `comments_removed_after`). Changes
-between two statuses that are not public (HELD to SPAM, say) move nothing and push nothing.
+under the petition's row lock (as signing does), moves `comment_count` by one, is logged as a
+`CommentChange` with the petition's next `sequence` number and, after the commit, pushed as
+`CommentAdded` or `CommentRemoved` with that number: subscribers deliver the changes in that
+order and replay what they missed from the log (`comment_changes`). Changes between two statuses
+that are not public (HELD to SPAM, say) move nothing and push nothing.
 """
 
 from __future__ import annotations
@@ -23,9 +23,16 @@ from subscriptions import CommentAdded, CommentRemoved, Event, Publisher
 
 from . import spam
 from .errors import RefusalCode, Refused
-from .petitions import find_petition, published_comments
+from .petitions import find_petition
 from .signing import refusal_to_sign
-from .tables import Comment, CommentReport, CommentStatus, Petition, PetitionStatus
+from .tables import (
+    Comment,
+    CommentChange,
+    CommentReport,
+    CommentStatus,
+    Petition,
+    PetitionStatus,
+)
 from .text import Cleaner
 
 MAX_COMMENT_ID = 2**63 - 1
@@ -193,22 +200,24 @@ async def _set_status(
     )
     [counters] = await petition.values("last_comment_sequence")
     sequence = int(counters["last_comment_sequence"])
-    comment.sequence = sequence
-    await comment.save(using_db=connection, update_fields=["status", "sequence"])
-    if public:
-        return comment_added(comment)
-    return CommentRemoved(petition_id=comment.petition_id, comment_id=comment.id, sequence=sequence)
-
-
-def comment_added(comment: Comment) -> CommentAdded:
-    return CommentAdded(
+    await comment.save(using_db=connection, update_fields=["status"])
+    await CommentChange.create(
         petition_id=comment.petition_id,
+        sequence=sequence,
         comment_id=comment.id,
-        sequence=comment.sequence or 0,
-        author_name=comment.author_name,
-        body=comment.body,
-        created_at=comment.created_at.isoformat(),
+        public=public,
+        using_db=connection,
     )
+    if public:
+        return CommentAdded(
+            petition_id=comment.petition_id,
+            comment_id=comment.id,
+            sequence=sequence,
+            author_name=comment.author_name,
+            body=comment.body,
+            created_at=comment.created_at.isoformat(),
+        )
+    return CommentRemoved(petition_id=comment.petition_id, comment_id=comment.id, sequence=sequence)
 
 
 async def last_comment_sequence(petition_id: int) -> int:
@@ -216,20 +225,14 @@ async def last_comment_sequence(petition_id: int) -> int:
     return petition.last_comment_sequence if petition is not None else 0
 
 
-async def comments_published_after(petition_id: int, sequence: int, *, up_to: int) -> list[Comment]:
-    """Comments published in (sequence, up_to] and public still, in the order they were."""
+async def comment_changes(petition_id: int, sequence: int, *, up_to: int) -> list[CommentChange]:
+    """The petition's comment changes numbered (sequence, up_to], in order, each with its
+    comment: to replay what a live stream missed."""
     return (
-        await published_comments(petition_id)
-        .filter(sequence__gt=sequence, sequence__lte=up_to)
-        .order_by("sequence")
-    )
-
-
-async def comments_removed_after(petition_id: int, sequence: int, *, up_to: int) -> list[Comment]:
-    """Comments taken down in (sequence, up_to] and not public again, in the order they were."""
-    return (
-        await Comment.filter(petition_id=petition_id, sequence__gt=sequence, sequence__lte=up_to)
-        .exclude(status=CommentStatus.PUBLISHED)
+        await CommentChange.filter(
+            petition_id=petition_id, sequence__gt=sequence, sequence__lte=up_to
+        )
+        .select_related("comment")
         .order_by("sequence")
     )
 

@@ -10,7 +10,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from .comments import Moderation, first_status
-from .tables import Comment, CommentStatus, Petition, Signature
+from .tables import Comment, CommentChange, CommentStatus, Petition, Signature
 
 DEMO_SLUG = "amazon-stop-facial-recognition"
 
@@ -80,17 +80,23 @@ async def load_demo() -> Petition:
         for index, (comment, (status, score)) in enumerate(
             zip(data["comments"], judged, strict=True), start=1
         ):
-            public = status is CommentStatus.PUBLISHED
-            sequence += public
-            await Comment.create(
+            row = await Comment.create(
                 petition_id=petition.id,
                 author_name=comment["author_name"],
                 email=f"demo-commenter-{index}@example.org",
                 body=comment["body"],
                 status=status,
                 spam_score=score,
-                sequence=sequence if public else None,
                 created_at=started + timedelta(days=index),
                 using_db=connection,
             )
+            if status is CommentStatus.PUBLISHED:
+                sequence += 1
+                await CommentChange.create(
+                    petition_id=petition.id,
+                    sequence=sequence,
+                    comment_id=row.id,
+                    public=True,
+                    using_db=connection,
+                )
     return await Petition.get(id=petition.id)

@@ -95,9 +95,6 @@ class Comment(Model):
     email = fields.CharField(max_length=254)
     body = fields.TextField()
     status = fields.CharEnumField(CommentStatus, max_length=10, default=CommentStatus.PUBLISHED)
-    # Its place among the petition's visibility changes: given when it is published and when
-    # it is taken down (null: never published).
-    sequence = fields.IntField(null=True)
     # A moderator published it: readers' reports no longer hide it.
     approved = fields.BooleanField(default=False, db_default=False)
     spam_score = fields.FloatField(null=True)  # the filter's judgement, for moderators
@@ -106,6 +103,28 @@ class Comment(Model):
     class Meta:
         table = "comment"
         indexes = (("petition", "status", "id"),)
+
+
+class CommentChange(Model):
+    """A comment published or taken down: the petition's log of what its public list went
+    through, numbered 1, 2, 3 … in commit order (under the petition's row lock), which
+    `commentAdded` and `commentRemoved` follow and replay what they missed from."""
+
+    id = fields.BigIntField(primary_key=True)
+    petition: fields.ForeignKeyRelation[Petition] = fields.ForeignKeyField(
+        "models.Petition", related_name="comment_changes", on_delete=fields.CASCADE
+    )
+    petition_id: int
+    sequence = fields.IntField()
+    comment: fields.ForeignKeyRelation[Comment] = fields.ForeignKeyField(
+        "models.Comment", related_name="changes", on_delete=fields.CASCADE
+    )
+    comment_id: int
+    public = fields.BooleanField()  # published (true) or taken down (false)
+
+    class Meta:
+        table = "comment_change"
+        unique_together = (("petition", "sequence"),)
 
 
 class CommentReport(Model):

@@ -149,12 +149,11 @@ async def _comments_removed(
 async def _comment_changes(
     info: Info, petition: models.Petition, *, published: bool
 ) -> AsyncGenerator[models.Comment | CommentAdded | CommentRemovedEvent, None]:
-    """The petition's comments published (or taken down) from now on, each once, in the order
-    of their `sequence`: the events as they come, or rows from the database when some events
-    were missed or arrived out of order (they share one sequence, so each subscription
-    follows both kinds)."""
+    """The petition's comments published (or taken down) from now on, each change once, in the
+    order of their `sequence`: the events as they come, or replayed from the petition's log of
+    changes when some were missed or arrived out of order (both kinds share one sequence, so
+    each subscription follows both)."""
     wanted = CommentAdded if published else CommentRemovedEvent
-    read = models.comments_published_after if published else models.comments_removed_after
     async with info.context.hub.listen(petition.id, {"comment", "comment_removed"}) as listener:
         delivered = await models.last_comment_sequence(petition.id)
         try:
@@ -167,8 +166,11 @@ async def _comment_changes(
                 if newest <= delivered:
                     continue
                 if newest > delivered + 1 or isinstance(event, Resync):
-                    for row in await read(petition.id, delivered, up_to=newest):
-                        yield row
+                    for change in await models.comment_changes(
+                        petition.id, delivered, up_to=newest
+                    ):
+                        if change.public == published:
+                            yield change.comment
                 elif isinstance(event, wanted):
                     yield event
                 delivered = newest

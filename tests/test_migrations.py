@@ -13,7 +13,7 @@ from tortoise.context import require_context
 from tortoise.exceptions import DBConnectionError, IntegrityError, OperationalError
 from tortoise.migrations.executor import MigrationTarget
 
-from models import Comment, Petition, Signature, open_database
+from models import Comment, CommentChange, Petition, Signature, open_database
 from models.migrations import APP_LABEL, _executor, migrate, pending_migrations, unmigrated_changes
 from tests.conftest import (
     POSTGRES_URL,
@@ -69,6 +69,7 @@ async def test_migrate_builds_the_schema_once(empty_database: str):
         "petition",
         "signature",
         "comment",
+        "comment_change",
         "comment_report",
         "tortoise_migrations",
     }
@@ -149,9 +150,13 @@ async def test_moderation_numbers_the_comments_already_published(empty_database:
     await migrate(empty_database)
     # then
     async with open_database(empty_database, create_schema=False):
-        comments = await Comment.all().order_by("id").values_list("body", "sequence")
+        changes = (
+            await CommentChange.all()
+            .order_by("sequence")
+            .values_list("sequence", "comment__body", "public")
+        )
         petition = await Petition.get(slug="a")
-    assert comments == [("one", 1), ("held", None), ("two", 2)]
+    assert changes == [(1, "one", True), (2, "two", True)]
     assert petition.last_comment_sequence == 2
 
 

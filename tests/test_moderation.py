@@ -746,11 +746,6 @@ async def test_events_arriving_out_of_order_still_deliver_each_change_once_in_or
         assert await public_view(http, petition["slug"]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a comment's `sequence` keeps only its latest change: a removal whose event comes "
-    "after the comment's republication is lost when the gap is read from the database",
-)
 async def test_a_take_down_and_republication_arriving_out_of_order_push_both(settings, monkeypatch):
     hold_back = HoldBack(Hub.publish)
 
