@@ -5,20 +5,17 @@ compiled plans, the cohorts).
 The limits are checked before the specification's rules, cheapest first, and a document that
 exceeds one is refused without the rest: a refused document costs about what parsing it costs.
 Tokens are counted by graphql-core's parser (`max_tokens`, as Strawberry's `MaxTokensLimiter`
-sets it; an empty selection set is a syntax error, as in the specification); the cost, the
-depth and the aliases (below) are computed once per fragment, so fragments that spread each
-other many times cannot make the check itself slow (depth and aliases measured as Strawberry's
-`QueryDepthLimiter` and `MaxAliasesLimiter` measure them, whose own rules expand every spread:
-exponential under `first: 0`, where the cost does not grow); the validation of the
-specification stops after `errors` errors (graphql-core's `max_errors`, which then adds one
-error saying so), and its comparison of same-named fields after `cost` units of work.
+sets it). The cost comes next, computed once per fragment: it bounds the document's size with
+every fragment spread, so that Strawberry's `QueryDepthLimiter` and `MaxAliasesLimiter`, which
+expand every spread, only ever see a document of bounded size; then the directives. The
+specification's rules stop after `errors` errors (graphql-core's `max_errors`, which then adds
+one saying so), and their comparison of same-named fields after `MERGE_BUDGET` units of work.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from graphql import (
@@ -50,6 +47,7 @@ from graphql.validation import (
     NoSchemaIntrospectionCustomRule,
     OverlappingFieldsCanBeMergedRule,
 )
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
@@ -88,6 +86,9 @@ def without_suggestion(error: GraphQLError) -> None:
     error.message = _SUGGESTION.sub("", error.message)
 
 
+TOO_MANY_ERRORS = "Too many validation errors, error limit reached. Validation aborted."
+
+
 class Documents:
     """Judges documents against one schema, keeping the latest `max_entries` verdicts."""
 
@@ -104,10 +105,11 @@ class Documents:
         self.introspection = introspection
         self.max_entries = max_entries
         self._limit_rules = (
-            _depth_and_aliases_rule(limits.depth, limits.aliases),
+            *QueryDepthLimiter(max_depth=limits.depth).validation_rules,
+            *MaxAliasesLimiter(max_alias_count=limits.aliases).validation_rules,
             _directives_rule(limits.directives),
         )
-        rules = (_budgeted(rule, limits.cost) for rule in specified_rules)
+        rules = (_budgeted(rule) for rule in specified_rules)
         self._rules = (*rules, MaybeNullValidationRule, OneOfInputValidationRule)
         if not introspection:
             self._rules += (NoSchemaIntrospectionCustomRule,)
@@ -140,7 +142,12 @@ class Documents:
         errors: list[GraphQLError] = []
         context = ValidationContext(self.schema, document, TypeInfo(self.schema), errors.append)
         for rule in self._limit_rules:
-            rule(context)
+            try:
+                rule(context)
+            except KeyError:  # the depth limiter meets an unknown fragment: the rules name it
+                pass
+        if len(errors) > self.limits.errors:  # one a field too deep: as many as graphql-core
+            errors[self.limits.errors :] = [GraphQLError(TOO_MANY_ERRORS)]
         if not errors:
             errors = validate(
                 self.schema,
@@ -158,89 +165,20 @@ class Documents:
         return Judged(document, tuple(errors))
 
 
-def _depth_and_aliases_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
-    class MaxDepthAndAliases(ValidationRule):
-        """Strawberry's `QueryDepthLimiter` and `MaxAliasesLimiter`, measured as they measure,
-        but once per fragment rather than once per spread (theirs expand every spread, and
-        fail on an unknown fragment); judged when made, so that no visit is needed."""
-
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            aliases = 0
-            for operation, depth, aliased in _depths_and_aliases(context.document):
-                aliases += aliased
-                if depth > max_depth:
-                    name = operation.name.value if operation.name else "anonymous"
-                    message = f"'{name}' exceeds maximum operation depth of {max_depth}"
-                    context.report_error(GraphQLError(message, operation))
-            if aliases > max_aliases:
-                context.report_error(
-                    GraphQLError(f"{aliases} aliases found. Allowed: {max_aliases}")
-                )
-
-    return MaxDepthAndAliases
+MERGE_BUDGET = 10_000  # the service's own documents spend under 10
 
 
-def _depths_and_aliases(
-    document: DocumentNode,
-) -> Iterator[tuple[OperationDefinitionNode, int, int]]:
-    """Each operation with its depth (the fields with a selection set one inside the other,
-    introspection fields not looked into) and its aliases (each fragment's counted once per
-    spread), every fragment measured once."""
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    known: dict[str, tuple[int, int]] = {}
-    visiting: set[str] = set()
-
-    def measure(selection_set: SelectionSetNode | None) -> tuple[int, int]:
-        depth = aliases = 0
-        for selection in selection_set.selections if selection_set else ():
-            inner = 0
-            if isinstance(selection, FieldNode):
-                aliases += selection.alias is not None
-                if selection.selection_set is not None:
-                    inner, inner_aliases = measure(selection.selection_set)
-                    aliases += inner_aliases
-                    if not selection.name.value.startswith("__"):
-                        inner += 1
-                    else:
-                        inner = 0
-            elif isinstance(selection, InlineFragmentNode):
-                inner, inner_aliases = measure(selection.selection_set)
-                aliases += inner_aliases
-            elif isinstance(selection, FragmentSpreadNode):
-                inner, inner_aliases = fragment(selection.name.value)
-                aliases += inner_aliases
-            depth = max(depth, inner)
-        return depth, aliases
-
-    def fragment(name: str) -> tuple[int, int]:
-        definition = fragments.get(name)
-        if definition is None or name in visiting:
-            return 0, 0  # unknown or cyclic: the specification's rules refuse it
-        if name not in known:
-            visiting.add(name)
-            known[name] = measure(definition.selection_set)
-            visiting.discard(name)
-        return known[name]
-
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode):
-            yield definition, *measure(definition.selection_set)
-
-
-def _budgeted(rule: type[ASTValidationRule], budget: int) -> type[ASTValidationRule]:
-    """graphql-core's rule that fields of one name can be merged compares them pair by pair:
-    2,500 `__typename` make three million pairs, which it stops after about 100 ms; with
-    `budget` (ours: a page spends under 100) it stops in a few."""
+def _budgeted(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    """graphql-core's rule that fields of one name can be merged compares them pair by pair,
+    until its budget of work is spent: 2,500 `__typename` make three million pairs, and its
+    default budget took about 100 ms to spend; with `MERGE_BUDGET`, a few."""
     if rule is not OverlappingFieldsCanBeMergedRule:
         return rule
 
     class BudgetedOverlappingFieldsCanBeMergedRule(OverlappingFieldsCanBeMergedRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            self.rule_context.remaining_complexity_budget = budget
+            self.rule_context.remaining_complexity_budget = MERGE_BUDGET
 
     return BudgetedOverlappingFieldsCanBeMergedRule
 
@@ -274,7 +212,8 @@ def _directives(node: Node) -> int:
 def document_cost(schema: GraphQLSchema, document: DocumentNode) -> int:
     """The largest cost of the document's operations: each field selected costs 1, and what a
     connection's field selects counts once per item it may return (`first` or `last`: the
-    value given, a variable's default, or the most a page may hold; 10 when neither is given).
+    value given (at least 1), a variable's default, or the most a page may hold; 10 when neither
+    is given).
     A fragment's cost is computed once per type it is spread on, so that fragments spreading
     each other cannot make this slow (written by hand: no library prices connections)."""
     fragments = {
@@ -288,8 +227,8 @@ def document_cost(schema: GraphQLSchema, document: DocumentNode) -> int:
             if argument.name.value not in {"first", "last"}:
                 continue
             value = argument.value
-            if isinstance(value, IntValueNode):
-                return max(int(value.value), 0)
+            if isinstance(value, IntValueNode):  # `first: 0` still answers pageInfo, totalCount
+                return max(int(value.value), 1)
             if isinstance(value, VariableNode):
                 return defaults.get(value.name.value, MAX_PAGE)
             return MAX_PAGE
@@ -336,7 +275,7 @@ def document_cost(schema: GraphQLSchema, document: DocumentNode) -> int:
         if not isinstance(definition, OperationDefinitionNode):
             continue
         defaults = {
-            variable.variable.name.value: max(int(variable.default_value.value), 0)
+            variable.variable.name.value: max(int(variable.default_value.value), 1)
             for variable in definition.variable_definitions or ()
             if isinstance(variable.default_value, IntValueNode)
         }
