@@ -1,5 +1,6 @@
 """The `/graphql` endpoint: Strawberry's ASGI app, with hot public reads answered from the
-result cache, hot documents run by compiled plans, and hot subscriptions served in cohorts."""
+result cache, hot documents run by compiled plans, refused documents answered from their
+verdict, hot subscriptions served in cohorts, and the websocket limits Strawberry lacks."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ _CACHEABLE_BODY = 16_384
 
 class LimitedWebSocketAdapter(TextWebSocketAdapter):
     """Strawberry's websocket adapter, closing with 1009 (message too big) on a message over
-    the app's `max_message_bytes`, before decoding it."""
+    the app's `max_message_bytes`, before decoding it (Strawberry's loop, with that check)."""
 
     async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object]:
         limit: int = getattr(self.view, "max_message_bytes", 0)
