@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,7 +36,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = Headers(scope=scope).get("content-length")
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None:  # the server holds the body to this length
             if not length.isdigit() or int(length) > self.max_bytes:
                 await self._refuse(scope, receive, send)
