@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +13,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 
 from .cache import PetitionRows, ResultCache
 from .context import Context, Info, Policy, bearer_is
+from .deadlines import Deadlines
 from .documents import Documents, Judged, Limits, without_suggestion
 from .errors import MASKED, PublicError, should_mask, without_input_values
 from .mutations import Mutation
@@ -34,10 +34,11 @@ class PetitionSchema(strawberry.Schema):
         super().__init__(*args, **kwargs)
         self.limits = limits or Limits()
         self.documents = Documents(self._schema, self.limits, introspection=introspection)
+        self.deadlines = Deadlines(self.limits.seconds)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         try:
-            async with asyncio.timeout(self.limits.seconds):
+            async with self.deadlines.within():
                 return await super().execute(*args, **kwargs)
         except TimeoutError:
             log.warning("an operation ran out of its %s s", self.limits.seconds)

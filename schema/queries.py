@@ -15,7 +15,6 @@ from .pagination import paginate
 from .types import (
     Comment,
     CommentConnection,
-    CommentEdge,
     CommentStatus,
     Node,
     Petition,
@@ -23,6 +22,7 @@ from .types import (
     PetitionEdge,
     PetitionStatus,
     Signature,
+    comment_page,
 )
 
 
@@ -147,18 +147,4 @@ class Query:
                 raise PublicError("`petitionId` is not a petition's ID.")
             pk = parsed[1]
         rows = models.moderation_queue(status or CommentStatus.HELD, pk)
-        edges, page_info = await paginate(
-            "comment",
-            rows,
-            "id",
-            descending=False,
-            first=first,
-            after=after,
-            last=last,
-            before=before,
-        )
-        return CommentConnection(
-            edges=[CommentEdge(cursor=c, node=Comment.from_row(row)) for c, row in edges],
-            page_info=page_info,
-            total_count=await rows.count(),
-        )
+        return await comment_page(rows, await rows.count(), first, after, last, before)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from tortoise.queryset import QuerySet
 
 import models
 from subscriptions import CommentAdded, SignatureAdded
@@ -128,6 +129,25 @@ class CommentConnection:
     total_count: int = strawberry.field(description="All published comments.")
 
 
+async def comment_page(
+    rows: QuerySet[models.Comment],
+    total_count: int,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> CommentConnection:
+    """One page of comments, oldest first, by their ids."""
+    edges, info = await paginate(
+        "comment", rows, "id", descending=False, first=first, after=after, last=last, before=before
+    )
+    return CommentConnection(
+        edges=[CommentEdge(cursor=c, node=Comment.from_row(row)) for c, row in edges],
+        page_info=info,
+        total_count=total_count,
+    )
+
+
 @strawberry.type(description="A petition: what it asks, of whom, and how many have signed.")
 class Petition(Node):
     slug: str = strawberry.field(description="Unique, URL-safe name, derived from the title.")
@@ -203,21 +223,7 @@ class Petition(Node):
         before: str | None = None,
     ) -> CommentConnection:
         rows = models.published_comments(self.pk)
-        edges, info = await paginate(
-            "comment",
-            rows,
-            "id",
-            descending=False,
-            first=first,
-            after=after,
-            last=last,
-            before=before,
-        )
-        return CommentConnection(
-            edges=[CommentEdge(cursor=c, node=Comment.from_row(row)) for c, row in edges],
-            page_info=info,
-            total_count=self.comment_count,
-        )
+        return await comment_page(rows, self.comment_count, first, after, last, before)
 
 
 @strawberry.type(description="A petition and its cursor.")

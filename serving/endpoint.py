@@ -195,7 +195,7 @@ class GraphQLApp(GraphQL[Context, None]):
         context = await self.get_context(request, None)
         seconds = schema.limits.seconds
         try:
-            async with asyncio.timeout(seconds):
+            async with schema.deadlines.within():
                 answer = await plan.run(context, data.get("variables"))
         except TimeoutError:  # as PetitionSchema.execute answers one
             log.warning("an operation ran out of its %s s", seconds)

@@ -29,6 +29,7 @@ from websockets.typing import Subprotocol
 from models.migrations import migrate
 from schema import make_schema
 from schema.compiled import Plans
+from schema.deadlines import Deadlines
 from server import Settings, create_app
 from serving import GoingAwayWebSocketProtocol, GraphQLApp
 from tests.conftest import (
@@ -649,3 +650,27 @@ async def test_the_defaults_take_every_document_of_the_services_own_clients(gql)
     assert "errors" not in page, page
     assert page["data"]["petition"]["signatures"]["totalCount"] == 1
     assert page["data"]["petition"]["signatures"]["edges"][0]["cursor"]
+
+
+async def test_deadlines_end_a_block_that_runs_too_long_and_only_that():
+    deadlines = Deadlines(0.2)
+    # a quick block runs to its end
+    async with deadlines.within():
+        await asyncio.sleep(0.01)
+    # a slow one ends with TimeoutError, in about its time
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TimeoutError):
+        async with deadlines.within():
+            await asyncio.sleep(5)
+    assert asyncio.get_running_loop().time() - started < 1
+
+    # a block cancelled from outside stays cancelled
+    async def blocked() -> None:
+        async with deadlines.within():
+            await asyncio.sleep(5)
+
+    task = asyncio.create_task(blocked())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
