@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
@@ -23,8 +24,7 @@ from subscriptions import CommentAdded, CommentRemoved, Event, Publisher
 
 from . import spam
 from .errors import RefusalCode, Refused
-from .petitions import find_petition
-from .signing import refusal_to_sign
+from .signing import open_petition
 from .tables import (
     Comment,
     CommentChange,
@@ -92,27 +92,40 @@ async def add_comment(
     email = clean.email("email", email)
     body = clean.text("body", body, limit="comment_body")
     clean.done()
-    petition = await find_petition(admin=False, petition_id=petition_id)
-    refusal = refusal_to_sign(petition)
-    if refusal is not None:
-        raise refusal
-    assert petition is not None
-    status, score = first_status(body, petition, moderation)
+    petition = await open_petition(petition_id)
     async with in_transaction() as connection:
-        comment = await Comment.create(
-            petition_id=petition_id,
-            author_name=author_name,
-            email=email,
-            body=body,
-            status=CommentStatus.HELD,
-            spam_score=score,
-            using_db=connection,
+        comment, event = await store_comment(
+            connection, petition, author_name, email, body, moderation
         )
-        event = await _set_status(connection, comment, status)
     await petition.refresh_from_db(fields=["comment_count", "signature_count"])
     if event is not None:
         await publisher.publish(event)
     return Commented(comment, petition)
+
+
+async def store_comment(
+    connection: BaseDBAsyncClient,
+    petition: Petition,
+    author_name: str,
+    email: str,
+    body: str,
+    moderation: Moderation,
+    **extra: Any,
+) -> tuple[Comment, Event | None]:
+    """Store a clean comment with the status the filter (or `moderation`) gives it, in the
+    caller's transaction; the event to push after the commit, if it was published."""
+    status, score = first_status(body, petition, moderation)
+    comment = await Comment.create(
+        petition_id=petition.id,
+        author_name=author_name,
+        email=email,
+        body=body,
+        status=CommentStatus.HELD,
+        spam_score=score,
+        using_db=connection,
+        **extra,
+    )
+    return comment, await _set_status(connection, comment, status)
 
 
 async def moderate_comment(

@@ -9,8 +9,8 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from .comments import Moderation, first_status
-from .tables import Comment, CommentChange, CommentStatus, Petition, Signature
+from .comments import Moderation, store_comment
+from .tables import Petition, Signature
 
 DEMO_SLUG = "amazon-stop-facial-recognition"
 
@@ -44,19 +44,11 @@ async def load_demo() -> Petition:
     signers = demo_signers(data)
     now = datetime.now(UTC)
     started = now - timedelta(days=30)
-    # Its comments judged by the spam filter, as any new comment is: the seed's second is spam.
-    judged = [
-        first_status(comment["body"], Petition(**fields), Moderation.FILTER)
-        for comment in data["comments"]
-    ]
-    published = sum(status is CommentStatus.PUBLISHED for status, _ in judged)
     async with in_transaction() as connection:
         petition = await Petition.create(
             **fields,
             signature_count=len(signers),
             last_signature_number=len(signers),
-            comment_count=published,
-            last_comment_sequence=published,
             using_db=connection,
         )
         await Petition.filter(id=petition.id).using_db(connection).update(created_at=started)
@@ -76,27 +68,15 @@ async def load_demo() -> Petition:
             ],
             using_db=connection,
         )
-        sequence = 0
-        for index, (comment, (status, score)) in enumerate(
-            zip(data["comments"], judged, strict=True), start=1
-        ):
-            row = await Comment.create(
-                petition_id=petition.id,
-                author_name=comment["author_name"],
-                email=f"demo-commenter-{index}@example.org",
-                body=comment["body"],
-                status=status,
-                spam_score=score,
+        # Judged by the spam filter as any new comment is: the seed's second is spam.
+        for index, comment in enumerate(data["comments"], start=1):
+            await store_comment(
+                connection,
+                petition,
+                comment["author_name"],
+                f"demo-commenter-{index}@example.org",
+                comment["body"],
+                Moderation.FILTER,
                 created_at=started + timedelta(days=index),
-                using_db=connection,
             )
-            if status is CommentStatus.PUBLISHED:
-                sequence += 1
-                await CommentChange.create(
-                    petition_id=petition.id,
-                    sequence=sequence,
-                    comment_id=row.id,
-                    public=True,
-                    using_db=connection,
-                )
     return await Petition.get(id=petition.id)

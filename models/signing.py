@@ -107,7 +107,7 @@ def signature_added(signature: Signature, petition: Petition) -> SignatureAdded:
     )
 
 
-async def _open_petition(petition_id: int) -> Petition:
+async def open_petition(petition_id: int) -> Petition:
     petition = await find_petition(admin=False, petition_id=petition_id)
     refusal = refusal_to_sign(petition)
     if refusal is not None:
@@ -123,7 +123,7 @@ async def sign(petition_id: int, fields: SignatureFields, *, publisher: Publishe
     however many arrive at once; the counter moves in the same transaction as the insert.
     A running server signs through the `SignatureWriter`, which batches; this is its fallback.
     """
-    petition = await _open_petition(petition_id)
+    petition = await open_petition(petition_id)
     try:
         async with in_transaction() as connection:
             # Taking the petition's row lock first numbers its signatures without gaps,
