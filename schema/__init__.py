@@ -101,7 +101,6 @@ schema = make_schema()
 __all__ = [
     "Context",
     "Info",
-    "Judged",
     "Limits",
     "Node",
     "PetitionRows",
