@@ -26,13 +26,17 @@ from .petitions import (
 )
 from .signing import SignatureFields, Signed, sign, signatures_after
 from .tables import (
+    ApiToken,
     Comment,
     CommentChange,
     CommentReport,
     CommentStatus,
+    OutboxMail,
     Petition,
     PetitionStatus,
     Signature,
+    SignatureStatus,
+    TokenRole,
 )
 from .text import KEEP, public_name
 from .writer import SignatureWriter, Stopped
@@ -40,6 +44,10 @@ from .writer import SignatureWriter, Stopped
 __all__ = [
     "DEMO_SLUG",
     "KEEP",
+    "ApiToken",
+    "OutboxMail",
+    "SignatureStatus",
+    "TokenRole",
     "Comment",
     "CommentChange",
     "CommentReport",

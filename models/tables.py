@@ -24,6 +24,20 @@ class CommentStatus(StrEnum):
     HIDDEN = "HIDDEN"  # taken down, by a moderator or by readers' reports
 
 
+class SignatureStatus(StrEnum):
+    """Only valid signatures are public: counted, listed, paged, pushed, exported."""
+
+    PENDING = "PENDING"  # waiting for its email confirmation (confirmation mode)
+    VALID = "VALID"
+    QUARANTINED = "QUARANTINED"  # held silently: a limit or a block list caught it
+    INVALID = "INVALID"  # struck off by an admin
+
+
+class TokenRole(StrEnum):
+    ADMIN = "admin"
+    MODERATOR = "moderator"
+
+
 class Petition(Model):
     id = fields.IntField(primary_key=True)
     slug = fields.CharField(max_length=100, unique=True)
@@ -36,17 +50,20 @@ class Petition(Model):
     image_credit = fields.CharField(max_length=200, null=True)
     status = fields.CharEnumField(PetitionStatus, max_length=10, default=PetitionStatus.OPEN)
     signature_goal = fields.IntField(null=True)
-    # Stored counters, changed in the transaction that adds the row they count.
+    # Stored counters, changed in the transaction that changes the rows they count: valid
+    # signatures and published comments.
     signature_count = fields.IntField(default=0)
     comment_count = fields.IntField(default=0)
-    # The number given to the newest signature: 1, 2, 3 … in commit order, never reused,
-    # even if a signature is ever erased (the count would drop; this would not).
+    # The petition's signature clock: the newest number given, 1, 2, 3 … in commit order,
+    # never reused. A signature takes one when it becomes valid; any other change of the
+    # count (a strike, an erasure) takes one too, that no signature holds (see `numbering`).
     last_signature_number = fields.IntField(default=0)
     # The number given to the newest change of a comment's visibility (published, or taken
     # down): the order `commentAdded` and `commentRemoved` follow, and fill gaps by.
     last_comment_sequence = fields.IntField(default=0, db_default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     closes_at = fields.DatetimeField(null=True)
+    closed_at = fields.DatetimeField(null=True)  # when an admin set it CLOSED
 
     class Meta:
         table = "petition"
@@ -68,21 +85,39 @@ class Signature(Model):
         "models.Petition", related_name="signatures", on_delete=fields.CASCADE
     )
     petition_id: int
-    # Position in the petition, 1, 2, 3 … without gaps: the keyset for paging and for
-    # delivering `signatureAdded` in order, exactly once, across processes.
-    number = fields.IntField()
+    # Position in the petition's valid signatures, given when the signature first becomes
+    # valid (null until then): the keyset for paging and the order of `signatureAdded`. A
+    # signature struck off keeps its number, so readers (who see valid ones only) meet gaps
+    # (see `numbering`).
+    number = fields.IntField(null=True)
+    status = fields.CharEnumField(
+        SignatureStatus, max_length=11, default=SignatureStatus.VALID, db_default="VALID"
+    )
     first_name = fields.CharField(max_length=100)
     last_name = fields.CharField(max_length=100)
-    email = fields.CharField(max_length=254)
-    email_canonical = fields.CharField(max_length=254)
+    email = fields.CharField(max_length=254)  # "" once anonymised
+    email_canonical = fields.CharField(max_length=254)  # unique per petition, even anonymised
+    email_domain = fields.CharField(max_length=254, default="", db_default="")
     show_name = fields.BooleanField(default=True)
     country = fields.CharField(max_length=2, null=True)
     comment = fields.TextField(null=True)
+    address = fields.CharField(max_length=45, null=True)  # the client's, for admins' fraud tools
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Confirmation mode: the SHA-256 of the emailed token, when it was confirmed, and when the
+    # signer was last told they had signed already (at most once a day).
+    token_hash = fields.CharField(max_length=64, null=True, unique=True)
+    confirmed_at = fields.DatetimeField(null=True)
+    reminded_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "signature"
         unique_together = (("petition", "email_canonical"), ("petition", "number"))
+        indexes = (
+            ("petition", "created_at"),
+            ("petition", "address"),
+            ("petition", "email_domain"),
+            ("email_canonical",),
+        )
 
 
 class Comment(Model):
@@ -93,6 +128,7 @@ class Comment(Model):
     petition_id: int
     author_name = fields.CharField(max_length=100)
     email = fields.CharField(max_length=254)
+    email_canonical = fields.CharField(max_length=254, default="", db_default="", db_index=True)
     body = fields.TextField()
     status = fields.CharEnumField(CommentStatus, max_length=10, default=CommentStatus.PUBLISHED)
     # A moderator published it: readers' reports no longer hide it.
@@ -142,3 +178,39 @@ class CommentReport(Model):
     class Meta:
         table = "comment_report"
         unique_together = (("comment", "address"),)
+
+
+class OutboxMail(Model):
+    """A mail to send, written in the transaction of what it tells: the mailer sends it (with
+    retries and back-off) and deletes it once the mail server has taken it."""
+
+    id = fields.BigIntField(primary_key=True)
+    signature: fields.ForeignKeyNullableRelation[Signature] = fields.ForeignKeyField(
+        "models.Signature", related_name="mails", on_delete=fields.CASCADE, null=True
+    )
+    signature_id: int | None
+    recipient = fields.CharField(max_length=254)
+    subject = fields.CharField(max_length=300)
+    body = fields.TextField()
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(db_index=True)
+    claimed_until = fields.DatetimeField(null=True)  # a mailer is sending it (any process)
+    last_error = fields.CharField(max_length=500, null=True)
+    failed_at = fields.DatetimeField(null=True)  # given up on after the last retry
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "outbox_mail"
+
+
+class ApiToken(Model):
+    """A bearer token made by `petitions token create`: its SHA-256 only, never the token."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=100, unique=True)
+    role = fields.CharEnumField(TokenRole, max_length=10)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "api_token"

@@ -115,9 +115,26 @@ class Cleaner:
             raise Refused(*self.problems)
 
 
+# Google's mail ignores dots and anything after a "+" in the local part, and delivers
+# googlemail.com to the same mailboxes as gmail.com.
+_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+
 def canonical_email(email: str) -> str:
-    """The form two emails are compared in: case-insensitive, trimmed."""
-    return email.strip().lower()
+    """The one spelling of a mailbox, in which two emails are compared: trimmed and lower-case;
+    for Gmail, without dots or a `+tag` in the local part, and `googlemail.com` as `gmail.com`.
+    Every stored `email_canonical` comes from here (and the migrations recompute them with it)."""
+    email = email.strip().lower()
+    local, at, domain = email.rpartition("@")
+    if at and local and domain in _GMAIL_DOMAINS:
+        local = local.split("+", 1)[0].replace(".", "")
+        return f"{local}@gmail.com"
+    return email
+
+
+def email_domain(canonical: str) -> str:
+    """The domain of a canonical email: what `signatureSources` and block lists look at."""
+    return canonical.rpartition("@")[2]
 
 
 def slugify(title: str, limit: int = 80) -> str:
