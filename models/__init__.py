@@ -13,18 +13,30 @@ from .comments import (
 )
 from .database import activate, open_database, ping, tortoise_config
 from .demo import DEMO_SLUG, load_demo
+from .erasure import Erased, anonymise, erase_signer
 from .errors import Problem, RefusalCode, Refused
+from .outbox import Mail
 from .petitions import (
     create_petition,
     find_petition,
     published_comments,
     update_petition,
+    valid_signatures,
     visible_comments,
     visible_petitions,
     visible_signatures,
     with_status,
 )
-from .signing import SignatureFields, Signed, sign, signatures_after
+from .signing import Confirmation, Intake, SignatureFields, Signed, signatures_after
+from .statuses import (
+    Source,
+    SourceKind,
+    StrikeFilters,
+    Struck,
+    confirm_signature,
+    signature_sources,
+    strike_signatures,
+)
 from .tables import (
     ApiToken,
     Comment,
@@ -38,10 +50,25 @@ from .tables import (
     SignatureStatus,
     TokenRole,
 )
-from .text import KEEP, public_name
+from .text import KEEP, Cleaner, public_name
+from .tokens import Roles
 from .writer import SignatureWriter, Stopped
 
 __all__ = [
+    "Cleaner",
+    "Erased",
+    "Roles",
+    "Mail",
+    "Source",
+    "SourceKind",
+    "StrikeFilters",
+    "Struck",
+    "anonymise",
+    "confirm_signature",
+    "erase_signer",
+    "signature_sources",
+    "strike_signatures",
+    "valid_signatures",
     "DEMO_SLUG",
     "KEEP",
     "ApiToken",
@@ -49,6 +76,8 @@ __all__ = [
     "SignatureStatus",
     "TokenRole",
     "Comment",
+    "Confirmation",
+    "Intake",
     "CommentChange",
     "CommentReport",
     "CountDifference",
@@ -80,7 +109,6 @@ __all__ = [
     "public_name",
     "repair_counts",
     "report_comment",
-    "sign",
     "signatures_after",
     "tortoise_config",
     "update_petition",

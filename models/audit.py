@@ -1,4 +1,5 @@
-"""Counts that can be audited: every stored counter against the rows behind it."""
+"""Counts that can be audited: every stored counter against the rows behind it (valid
+signatures, published comments), and the signature clock against the numbers given."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from tortoise.expressions import F, Q
 from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
 
-from .tables import Comment, CommentStatus, Petition, Signature
+from .tables import Comment, CommentStatus, Petition, Signature, SignatureStatus
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,11 @@ async def count_differences() -> list[CountDifference]:
     """Every petition counter that differs from a count of its rows (there should be none)."""
     rows = (
         await Petition.annotate(
-            signatures_counted=Count("signatures", distinct=True),
+            signatures_counted=Count(
+                "signatures",
+                distinct=True,
+                _filter=Q(signatures__status=SignatureStatus.VALID),
+            ),
             comments_counted=Count(
                 "comments", distinct=True, _filter=Q(comments__status=CommentStatus.PUBLISHED)
             ),
@@ -72,7 +77,9 @@ async def repair_counts(differences: list[CountDifference]) -> None:
         async with in_transaction() as connection:
             petition = Petition.filter(id=difference.petition_id).using_db(connection)
             await petition.update(signature_count=F("signature_count"))  # the row lock
-            signatures = Signature.filter(petition_id=difference.petition_id).using_db(connection)
+            signatures = Signature.filter(
+                petition_id=difference.petition_id, status=SignatureStatus.VALID
+            ).using_db(connection)
             fresh = {
                 "signature_count": await signatures.count(),
                 "comment_count": await Comment.filter(

@@ -33,7 +33,7 @@ from .tables import (
     Petition,
     PetitionStatus,
 )
-from .text import Cleaner
+from .text import Cleaner, canonical_email
 
 MAX_COMMENT_ID = 2**63 - 1
 
@@ -119,13 +119,14 @@ async def store_comment(
         petition_id=petition.id,
         author_name=author_name,
         email=email,
+        email_canonical=canonical_email(email),
         body=body,
         status=CommentStatus.HELD,
         spam_score=score,
         using_db=connection,
         **extra,
     )
-    return comment, await _set_status(connection, comment, status)
+    return comment, await set_comment_status(connection, comment, status)
 
 
 async def moderate_comment(
@@ -140,7 +141,7 @@ async def moderate_comment(
             raise Refused.one(RefusalCode.NOT_FOUND, "No comment has that id.", "id")
         comment.approved = status is CommentStatus.PUBLISHED
         await comment.save(using_db=connection, update_fields=["approved"])
-        event = await _set_status(connection, comment, status)
+        event = await set_comment_status(connection, comment, status)
     if event is not None:
         await publisher.publish(event)
     return comment
@@ -172,7 +173,7 @@ async def report_comment(
         event = None
         if not comment.approved:
             if await reports.count() >= reports_to_hide:
-                event = await _set_status(connection, comment, CommentStatus.HIDDEN)
+                event = await set_comment_status(connection, comment, CommentStatus.HIDDEN)
     if event is not None:
         await publisher.publish(event)
 
@@ -195,7 +196,7 @@ async def _locked_comment(
     return await Comment.filter(id=comment_id).using_db(connection).first()  # under the lock
 
 
-async def _set_status(
+async def set_comment_status(
     connection: BaseDBAsyncClient, comment: Comment, status: CommentStatus
 ) -> Event | None:
     """Set a comment's status under its petition's row lock; the event to push after the

@@ -62,6 +62,7 @@ async def load_demo() -> Petition:
                     last_name=last,
                     email=f"demo-signer-{number}@example.org",
                     email_canonical=f"demo-signer-{number}@example.org",
+                    email_domain="example.org",
                     created_at=started + step * number,
                 )
                 for number, (first, last) in enumerate(signers, start=1)

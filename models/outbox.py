@@ -48,8 +48,15 @@ async def queue_mails(connection: BaseDBAsyncClient, mails: list[Mail], now: dat
     """Write `mails` to the outbox on `connection` (inside the caller's transaction), due now."""
     if not mails:
         return
-    columns = ("recipient", "subject", "body", "signature_id", "attempts", "next_attempt_at",
-               "created_at")
+    columns = (
+        "recipient",
+        "subject",
+        "body",
+        "signature_id",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+    )
     postgres = connection.capabilities.dialect == "postgres"
     values: list[object] = []
     rows = []

@@ -12,7 +12,14 @@ from tortoise.queryset import QuerySet
 from subscriptions import PetitionChanged, Publisher
 
 from .errors import RefusalCode, Refused
-from .tables import Comment, CommentStatus, Petition, PetitionStatus, Signature
+from .tables import (
+    Comment,
+    CommentStatus,
+    Petition,
+    PetitionStatus,
+    Signature,
+    SignatureStatus,
+)
 from .text import KEEP, Cleaner, changed, slugify
 
 
@@ -23,9 +30,18 @@ def visible_petitions(*, admin: bool) -> QuerySet[Petition]:
 
 
 def visible_signatures(*, admin: bool) -> QuerySet[Signature]:
-    """A draft's signatures are for admins only, as the draft is."""
-    signatures = Signature.all()
-    return signatures if admin else signatures.exclude(petition__status=PetitionStatus.DRAFT)
+    """Valid signatures are public (but a draft's, which are for admins only, as the draft
+    is); admins see every status."""
+    if admin:
+        return Signature.all()
+    return Signature.filter(status=SignatureStatus.VALID).exclude(
+        petition__status=PetitionStatus.DRAFT
+    )
+
+
+def valid_signatures(petition_id: int) -> QuerySet[Signature]:
+    """One petition's public signatures: the valid ones."""
+    return Signature.filter(petition_id=petition_id, status=SignatureStatus.VALID)
 
 
 def visible_comments(*, admin: bool) -> QuerySet[Comment]:
@@ -168,11 +184,19 @@ async def update_petition(
         }
     )
     clean.done()
+    closing = petition.status is not PetitionStatus.CLOSED
+    if closing and values.get("status") is PetitionStatus.CLOSED:
+        values["closed_at"] = datetime.now(UTC)  # `petitions anonymise` counts from here
     if values:
         # Never write the counters from this (possibly stale) copy: update only what changed.
         await Petition.filter(id=petition_id).update(**values)
         await petition.refresh_from_db()
         await publisher.publish(
-            PetitionChanged(petition.id, petition.signature_count, petition.signature_goal)
+            PetitionChanged(
+                petition.id,
+                petition.signature_count,
+                petition.signature_goal,
+                petition.last_signature_number,
+            )
         )
     return petition

@@ -1,26 +1,83 @@
-"""Signing: the rules that keep counts exact and one signature per email."""
+"""Signing: the rules that keep counts exact and one signature per email.
+
+Numbers and statuses. A signature's `number` is its place among the petition's valid
+signatures: the keyset of every page and the order `signatureAdded` delivers in. It is given
+once, under the petition's row lock, when the signature first becomes `VALID` (at once when
+signed outside confirmation mode; when confirmed; when an admin releases a held one), taken
+from the petition's signature clock (`last_signature_number`), and never changed or reused. A
+signature struck off or erased leaves its number behind, and released again it returns to its
+place, unannounced (`signatureAdded` told of it once). Every other change of the count takes a
+tick of the same clock that no signature holds (`statuses.tick`), so the clock orders every
+count a subscriber may be sent, up or down. Readers therefore meet gaps: they list `VALID`
+signatures only, page by number (a cursor's signature may be gone), and the gap-filling reader
+(`signatures_after`) takes whatever valid ones the gap holds. Pending and held signatures have
+no number.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
-from tortoise.transactions import in_transaction
-
-from subscriptions import Publisher, SignatureAdded
+from subscriptions import SignatureAdded
 
 from .errors import RefusalCode, Refused
 from .petitions import find_petition
-from .tables import Petition, PetitionStatus, Signature
-from .text import Cleaner, canonical_email, public_name
+from .tables import Petition, PetitionStatus, Signature, SignatureStatus
+from .text import Cleaner, canonical_email, email_domain, public_name
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
 class Signed:
+    """A signature taken. `status` is what it was stored as; the caller answers every status
+    alike (a held one looks counted, a repeated one in confirmation mode looks new)."""
+
     signature: Signature
     petition: Petition
+    needs_confirmation: bool = False
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Confirmation mode: signatures wait for their signer's emailed token."""
+
+    public_url: str  # the site's base URL, for the link in the mail
+    ttl: timedelta = timedelta(days=7)
+    mail_queued: Callable[[], None] = lambda: None  # wakes the mailer after a commit
+
+
+@dataclass(frozen=True)
+class Intake:
+    """How new signatures are taken, from the settings: confirmed by email or counted at once,
+    and which are held silently (`QUARANTINED`) whatever their answer says."""
+
+    confirmation: Confirmation | None = None
+    blocked_networks: tuple[Network, ...] = ()
+    blocked_domains: frozenset[str] = field(default_factory=frozenset)
+
+    def blocked(self, fields: SignatureFields, address: str | None) -> bool:
+        if email_domain(fields.email_canonical) in self.blocked_domains:
+            return True
+        if address is None or not self.blocked_networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.blocked_networks)
+
+    def status(self, *, held: bool) -> SignatureStatus:
+        """What a new signature is stored as."""
+        if held:
+            return SignatureStatus.QUARANTINED
+        if self.confirmation is not None:
+            return SignatureStatus.PENDING
+        return SignatureStatus.VALID
 
 
 @dataclass(frozen=True)
@@ -62,14 +119,16 @@ class SignatureFields:
     def email_canonical(self) -> str:
         return canonical_email(self.email)
 
-    def row(self, petition_id: int, number: int, **extra: Any) -> Signature:
+    def row(self, petition_id: int, number: int | None, **extra: Any) -> Signature:
+        canonical = self.email_canonical
         return Signature(
             petition_id=petition_id,
             number=number,
             first_name=self.first_name,
             last_name=self.last_name,
             email=self.email,
-            email_canonical=self.email_canonical,
+            email_canonical=canonical,
+            email_domain=email_domain(canonical),
             show_name=self.show_name,
             country=self.country,
             comment=self.comment,
@@ -93,7 +152,9 @@ def already_signed() -> Refused:
 
 
 def signature_added(signature: Signature, petition: Petition) -> SignatureAdded:
-    """The event of a committed signature, with `petition`'s counts as they were after it."""
+    """The event of a signature that became valid, with `petition`'s counts as they were
+    after it."""
+    assert signature.number is not None, "only a valid signature is announced"
     return SignatureAdded(
         petition_id=petition.id,
         signature_count=petition.signature_count,
@@ -116,43 +177,12 @@ async def open_petition(petition_id: int) -> Petition:
     return petition
 
 
-async def sign(petition_id: int, fields: SignatureFields, *, publisher: Publisher) -> Signed:
-    """Add one signature in a transaction of its own, or refuse and store nothing.
-
-    The unique constraint on (petition, canonical email) is what stops a second signature,
-    however many arrive at once; the counter moves in the same transaction as the insert.
-    A running server signs through the `SignatureWriter`, which batches; this is its fallback.
-    """
-    petition = await open_petition(petition_id)
-    try:
-        async with in_transaction() as connection:
-            # Taking the petition's row lock first numbers its signatures without gaps,
-            # in commit order.
-            await (
-                Petition.filter(id=petition_id)
-                .using_db(connection)
-                .update(
-                    signature_count=F("signature_count") + 1,
-                    last_signature_number=F("last_signature_number") + 1,
-                )
-            )
-            [(count, number)] = await (
-                Petition.filter(id=petition_id)
-                .using_db(connection)
-                .values_list("signature_count", "last_signature_number")
-            )
-            signature = fields.row(petition_id, number)
-            await signature.save(using_db=connection)
-    except IntegrityError:
-        raise already_signed() from None
-    petition.signature_count = count
-    petition.last_signature_number = number
-    await publisher.publish(signature_added(signature, petition))
-    return Signed(signature, petition)
-
-
 async def signatures_after(petition_id: int, number: int, *, up_to: int) -> list[Signature]:
-    """Signatures numbered (number, up_to], oldest first: to fill a gap in a live stream."""
+    """Valid signatures numbered (number, up_to], oldest first: to fill a gap in a live stream
+    (numbers of the petition's clock that no valid signature holds are simply not there)."""
     return await Signature.filter(
-        petition_id=petition_id, number__gt=number, number__lte=up_to
+        petition_id=petition_id,
+        status=SignatureStatus.VALID,
+        number__gt=number,
+        number__lte=up_to,
     ).order_by("number")

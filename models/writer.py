@@ -7,8 +7,15 @@ petition's last number and inserts them in one statement that skips any email al
 (`ON CONFLICT DO NOTHING`: the unique constraint decides, so no read of earlier signatures can
 go stale or slow), moves each counter once, commits, and only then publishes the events, in
 number order, and answers the callers. When an email had signed before (rare), the batch's rows
-of that petition are inserted again without it, so numbers stay gapless. Should a constraint
-fire all the same, the batch is rolled back and each of its signatures is tried alone.
+of that petition are inserted again without it, so the numbers given stay in line. Should a
+constraint fire all the same, the batch is rolled back and each signature is tried alone.
+
+Only `VALID` signatures take a number and move the count (see `signing` on numbers). In
+confirmation mode the batch stores its signatures `PENDING`, each with the hash of a new token,
+and writes their confirmation mails to the outbox in the same transaction; a repeated email is
+answered as a new one would be, and its signer is mailed that they had signed already (at most
+once a day). Confirmation mode costs each batch two more statements, not a transaction per
+signature.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import copy
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
@@ -27,16 +34,21 @@ from tortoise.transactions import in_transaction
 from subscriptions import Event, Publisher
 
 from .errors import Refused
+from .outbox import Mail, already_signed_mail, confirmation_mail, queue_mails
 from .petitions import MAX_PETITION_ID
 from .signing import (
+    Confirmation,
+    Intake,
     SignatureFields,
     Signed,
     already_signed,
     refusal_to_sign,
-    sign,
     signature_added,
 )
-from .tables import Petition, Signature
+from .tables import Petition, Signature, SignatureStatus
+from .tokens import new_token
+
+REMIND_EVERY = timedelta(days=1)  # "you had signed already": at most once a day per signature
 
 log = logging.getLogger("petitions.writer")
 
@@ -45,6 +57,9 @@ log = logging.getLogger("petitions.writer")
 class _Waiting:
     petition_id: int
     fields: SignatureFields
+    address: str | None
+    status: SignatureStatus
+    token: str | None = None  # confirmation mode: the token mailed (its hash is stored)
     answer: asyncio.Future[Signed] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -63,8 +78,11 @@ class Stopped(RuntimeError):
 
 
 class SignatureWriter:
-    def __init__(self, publisher: Publisher, *, max_batch: int = 500) -> None:
+    def __init__(
+        self, publisher: Publisher, *, intake: Intake | None = None, max_batch: int = 500
+    ) -> None:
         self.publisher = publisher
+        self.intake = intake or Intake()
         self.max_batch = max_batch
         self._waiting: deque[_Waiting] = deque()
         self._wake = asyncio.Event()
@@ -83,11 +101,21 @@ class SignatureWriter:
         if self._task is not None:
             await self._task
 
-    async def sign(self, petition_id: int, fields: SignatureFields) -> Signed:
-        """Queue one signature for the next batch and wait for its commit (or refusal)."""
+    async def sign(
+        self,
+        petition_id: int,
+        fields: SignatureFields,
+        *,
+        address: str | None = None,
+        held: bool = False,
+    ) -> Signed:
+        """Queue one signature for the next batch and wait for its commit (or refusal). `held`
+        (a limit caught it), or an address or email domain on a block list, stores it
+        `QUARANTINED`, answered as any other."""
         if self._stopping:
             raise Stopped("the server is shutting down")
-        waiting = _Waiting(petition_id, fields)
+        held = held or self.intake.blocked(fields, address)
+        waiting = _Waiting(petition_id, fields, address, self.intake.status(held=held))
         self._waiting.append(waiting)
         self._wake.set()
         # Shielded: a caller that goes away does not take its signature out of a batch.
@@ -123,7 +151,10 @@ class SignatureWriter:
         for waiting in batch:
             by_petition.setdefault(waiting.petition_id, []).append(waiting)
         now = datetime.now(UTC)
+        confirmation = self.intake.confirmation
         written: list[tuple[_Waiting, Signature, Petition]] = []
+        answered: list[tuple[_Waiting, Signed]] = []  # taken, but nothing to publish
+        mails: list[Mail] = []
         async with in_transaction() as connection:
             ids = sorted(pk for pk in by_petition if 0 < pk <= MAX_PETITION_ID)
             locked = await (
@@ -137,44 +168,75 @@ class SignatureWriter:
                     refusals += [(waiting, refusal) for waiting in waitings]
                     continue
                 assert petition is not None
-                rows, signed_before = await _store(connection, petition, waitings, now)
-                refusals += [(waiting, already_signed()) for waiting in signed_before]
-                if not rows:
-                    continue
-                await connection.execute_query(
-                    'UPDATE "petition" SET "signature_count" = "signature_count" + {}, '
-                    '"last_signature_number" = "last_signature_number" + {} '
-                    'WHERE "id" = {}'.format(*_marks(connection, 3)),
-                    [len(rows), len(rows), petition_id],
+                rows, signed_before = await _store(
+                    connection, petition, waitings, now, tokens=confirmation is not None
                 )
-                for offset, (waiting, row) in enumerate(rows.items(), start=1):
+                if confirmation is None:
+                    refusals += [(waiting, already_signed()) for waiting in signed_before]
+                else:  # answered as a first signature; the mailbox's owner is told
+                    mails += await _remind(connection, petition, signed_before, now, confirmation)
+                    for waiting in signed_before:
+                        unsaved = waiting.fields.row(petition_id, None, created_at=now)
+                        answered.append((waiting, Signed(unsaved, petition, True)))
+                valid = [(w, row) for w, row in rows.items() if row.number is not None]
+                for waiting, row in rows.items():
+                    if waiting.token is not None and confirmation is not None:
+                        mails.append(
+                            confirmation_mail(
+                                waiting.fields.email,
+                                petition_title=petition.title,
+                                public_url=confirmation.public_url,
+                                token=waiting.token,
+                                signature_id=row.id,
+                            )
+                        )
+                    if row.number is None:
+                        answered.append((waiting, Signed(row, petition, confirmation is not None)))
+                if valid:
+                    await connection.execute_query(
+                        'UPDATE "petition" SET "signature_count" = "signature_count" + {}, '
+                        '"last_signature_number" = "last_signature_number" + {} '
+                        'WHERE "id" = {}'.format(*marks(connection, 3)),
+                        [len(valid), len(valid), petition_id],
+                    )
+                for offset, (waiting, row) in enumerate(valid, start=1):
                     snapshot = copy.copy(petition)
                     snapshot.signature_count = petition.signature_count + offset
-                    snapshot.last_signature_number = row.number
+                    snapshot.last_signature_number = row.number or 0
                     written.append((waiting, row, snapshot))
+            await queue_mails(connection, mails, now)
         self.batches += 1
-        self.signed += len(written)
+        self.signed += len(written) + len(answered)
         events: list[Event] = [signature_added(row, snapshot) for _, row, snapshot in written]
         await self.publisher.publish(*events)
+        if mails and confirmation is not None:
+            confirmation.mail_queued()
         for waiting, row, snapshot in written:
             waiting.settle(Signed(row, snapshot))
+        for waiting, signed in answered:
+            waiting.settle(signed)
         for waiting, refusal in refusals:
             waiting.settle(refusal)
 
     async def _write_one_by_one(self, batch: list[_Waiting]) -> None:
         for waiting in batch:
             try:
-                waiting.settle(
-                    await sign(waiting.petition_id, waiting.fields, publisher=self.publisher)
-                )
+                await asyncio.create_task(self._write([waiting]))
+            except IntegrityError:
+                waiting.settle(already_signed())
             except Exception as error:
                 waiting.settle(error)
 
 
 async def _store(
-    connection: BaseDBAsyncClient, petition: Petition, waitings: list[_Waiting], now: datetime
+    connection: BaseDBAsyncClient,
+    petition: Petition,
+    waitings: list[_Waiting],
+    now: datetime,
+    *,
+    tokens: bool,
 ) -> tuple[dict[_Waiting, Signature], list[_Waiting]]:
-    """Insert one locked petition's signatures, numbered after its last one without a gap:
+    """Insert one locked petition's signatures, the valid ones numbered after its last number:
     the rows stored, by whom, and who had signed already (before, or earlier in line)."""
     firsts: dict[str, _Waiting] = {}  # one signature per email, the first in line
     signed_before: list[_Waiting] = []
@@ -182,28 +244,70 @@ async def _store(
         if firsts.setdefault(waiting.fields.email_canonical, waiting) is not waiting:
             signed_before.append(waiting)
     start = petition.last_signature_number + 1
-    rows = await _insert(connection, petition.id, start, list(firsts.values()), now)
+    rows = await _insert(connection, petition.id, start, list(firsts.values()), now, tokens)
     taken = [waiting for waiting in firsts.values() if waiting not in rows]
-    if taken:  # signed before: rare; number the others again, without the gap
+    if taken:  # signed before: rare; number the others again, in line
         signed_before += taken
         await _delete(connection, [row.id for row in rows.values()])
         fresh = list(rows)
-        rows = await _insert(connection, petition.id, start, fresh, now)
+        rows = await _insert(connection, petition.id, start, fresh, now, tokens)
         if len(rows) != len(fresh):
             raise IntegrityError("a signature appeared under the petition's lock")
     return rows, signed_before
 
 
+async def _remind(
+    connection: BaseDBAsyncClient,
+    petition: Petition,
+    signed_before: list[_Waiting],
+    now: datetime,
+    confirmation: Confirmation,
+) -> list[Mail]:
+    """The "you had signed already" mails for emails that signed (pending or valid), at most
+    one per signature per day, noted on the signature in the same statement."""
+    emails = {waiting.fields.email_canonical: waiting.fields.email for waiting in signed_before}
+    if not emails:
+        return []
+    places = marks(connection, 5 + len(emails))
+    found = await connection.execute_query_dict(
+        f'UPDATE "signature" SET "reminded_at" = {places[0]} WHERE "petition_id" = {places[1]} '
+        f'AND "status" IN ({places[2]}, {places[3]}) '
+        f'AND ("reminded_at" IS NULL OR "reminded_at" < {places[4]}) '
+        f'AND "email_canonical" IN ({",".join(places[5:])}) RETURNING "id", "email_canonical"',
+        [
+            now,
+            petition.id,
+            SignatureStatus.PENDING.value,
+            SignatureStatus.VALID.value,
+            now - REMIND_EVERY,
+            *emails,
+        ],
+    )
+    return [
+        already_signed_mail(
+            emails[str(row["email_canonical"])],
+            petition_title=petition.title,
+            public_url=confirmation.public_url,
+            signature_id=int(row["id"]),
+        )
+        for row in found
+    ]
+
+
 _COLUMNS = (
     "petition_id",
     "number",
+    "status",
     "first_name",
     "last_name",
     "email",
     "email_canonical",
+    "email_domain",
     "show_name",
     "country",
     "comment",
+    "address",
+    "token_hash",
     "created_at",
 )
 
@@ -214,23 +318,38 @@ async def _insert(
     start: int,
     waitings: list[_Waiting],
     now: datetime,
+    tokens: bool,
 ) -> dict[_Waiting, Signature]:
-    """Insert the signatures numbered from `start`, in one statement, skipping any whose email
-    already signed (the unique constraint decides, not an earlier read); the rows inserted,
-    with their ids, by whom they are."""
+    """Insert the signatures, the valid ones numbered from `start`, in one statement, skipping
+    any whose email already signed (the unique constraint decides, not an earlier read); the
+    rows inserted, with their ids, by whom they are."""
     if not waitings:
         return {}
-    rows = [
-        waiting.fields.row(petition_id, number, created_at=now)
-        for number, waiting in enumerate(waitings, start=start)
-    ]
+    rows = []
+    number = start
+    for waiting in waitings:
+        valid = waiting.status is SignatureStatus.VALID
+        token_hash = None
+        if tokens and not valid:  # confirmation mode: held ones are mailed a token too
+            waiting.token, token_hash = new_token()
+        rows.append(
+            waiting.fields.row(
+                petition_id,
+                number if valid else None,
+                status=waiting.status,
+                address=waiting.address,
+                token_hash=token_hash,
+                created_at=now,
+            )
+        )
+        number += valid
     # the values as they are: strings, integers, a boolean and an aware datetime, which both
     # drivers take (Tortoise's to_db_value returns each unchanged, for ~5% of a sign's time)
     values = [getattr(row, column) for row in rows for column in _COLUMNS]
     width = len(_COLUMNS)
-    marks = _marks(connection, len(values))
+    places = marks(connection, len(values))
     tuples = ",".join(
-        "(" + ",".join(marks[i : i + width]) + ")" for i in range(0, len(marks), width)
+        "(" + ",".join(places[i : i + width]) + ")" for i in range(0, len(places), width)
     )
     columns = ",".join(f'"{column}"' for column in _COLUMNS)
     inserted = await connection.execute_query_dict(
@@ -248,7 +367,7 @@ async def _insert(
     return stored
 
 
-def _marks(connection: BaseDBAsyncClient, count: int) -> list[str]:
+def marks(connection: BaseDBAsyncClient, count: int) -> list[str]:
     """Parameter placeholders in the connection's dialect."""
     if connection.capabilities.dialect == "postgres":
         return [f"${n}" for n in range(1, count + 1)]

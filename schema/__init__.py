@@ -12,7 +12,7 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from .cache import PetitionRows, ResultCache
-from .context import Context, Info, Policy, bearer_is
+from .context import Context, Info, Policy
 from .deadlines import Deadlines
 from .documents import Documents, Judged, Limits, without_suggestion
 from .errors import MASKED, PublicError, should_mask, without_input_values
@@ -108,7 +108,6 @@ __all__ = [
     "Policy",
     "PublicError",
     "ResultCache",
-    "bearer_is",
     "make_schema",
     "schema",
 ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import models
-from subscriptions import Event, Resync, SignatureAdded
+from subscriptions import CountChanged, Event, Resync, SignatureAdded
 
 
 @dataclass
@@ -130,8 +130,9 @@ class PetitionRows:
     count a widget reads costs no query even while signatures stream in (each of which drops
     the `ResultCache`'s answers about that petition).
 
-    A `SignatureAdded` newer than a kept row (signatures are numbered in commit order) sets its
-    count and last number, as the commit left them; any other event of the petition drops the
+    A `SignatureAdded` or `CountChanged` newer than a kept row (by the petition's signature
+    clock, which orders every count, up or down) sets its count and clock, as the commit left
+    them; any other event of the petition drops the
     row (an admin changed it, a comment was counted), and a `Resync` drops them all. A row read
     while its petition changed answers that one request and is not kept. Admins read drafts
     from the database, always."""
@@ -174,8 +175,8 @@ class PetitionRows:
         row = self._rows.get(event.petition_id)
         if row is None:
             return
-        if isinstance(event, SignatureAdded):
-            if event.number > row.last_signature_number:
+        if isinstance(event, SignatureAdded | CountChanged):
+            if event.number > row.last_signature_number:  # the clock orders counts
                 row.signature_count = event.signature_count
                 row.last_signature_number = event.number
         else:

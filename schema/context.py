@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import strawberry
 from starlette.requests import HTTPConnection
 
-from models import Moderation, SignatureWriter
+from models import Moderation, SignatureWriter, TokenRole
 from subscriptions import Hub
 
 from .cache import PetitionRows, Reads
@@ -22,6 +22,8 @@ class Policy:
     rates: RateLimits
     moderation: Moderation = Moderation.FILTER
     reports_to_hide: int = 3
+    quarantine_over_limit: bool = False  # over the signing limit: held silently, not refused
+    confirm_ttl: timedelta = timedelta(days=7)  # how long an emailed token confirms
 
 
 @dataclass
@@ -30,14 +32,19 @@ class Context:
     writer: SignatureWriter
     petitions: PetitionRows
     policy: Policy
-    admin: bool
+    role: TokenRole | None  # what the bearer token is (`models.tokens.Roles`), if anything
     connection: HTTPConnection
-    moderator: bool = False  # a moderator's token (admins may moderate too)
     reads: Reads = field(default_factory=Reads)
+
+    # Every permission the schema checks is one of these.
+    @property
+    def admin(self) -> bool:
+        return self.role is TokenRole.ADMIN
 
     @property
     def may_moderate(self) -> bool:
-        return self.admin or self.moderator
+        """Moderators, and admins."""
+        return self.role in (TokenRole.ADMIN, TokenRole.MODERATOR)
 
     @property
     def client(self) -> str:
@@ -48,14 +55,3 @@ class Context:
 
 
 Info = strawberry.Info[Context, None]
-
-
-def bearer_is(connection: HTTPConnection, token: str | None) -> bool:
-    """True when the request carries `Authorization: Bearer <token>` (compared in constant
-    time); never for an unset token."""
-    if not token:
-        return False
-    scheme, _, given = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from .types import CommentStatus, PetitionStatus
+from .types import CommentStatus, PetitionStatus, SignatureStatus
 
 
 @strawberry.input(description="Who signs which petition.")
@@ -81,3 +81,31 @@ class ReportCommentInput:
     reason: str | None = strawberry.field(
         default=None, description="Why, in a line (optional, up to 500 characters)."
     )
+
+
+@strawberry.input(description="The token from a signer's confirmation email.")
+class ConfirmSignatureInput:
+    token: str = strawberry.field(description="As mailed (the link ends with it).")
+
+
+@strawberry.input(
+    description="Which of a petition's signatures to strike off or release (admins only): "
+    "those matching every filter given (at least one)."
+)
+class StrikeSignaturesInput:
+    petition_id: strawberry.ID = strawberry.field(description="The petition's global ID.")
+    ip: str | None = strawberry.field(default=None, description="An address or a CIDR network.")
+    email_domain: str | None = strawberry.field(default=None, description="Like example.org.")
+    signed_after: datetime | None = strawberry.field(default=None, description="Inclusive.")
+    signed_before: datetime | None = strawberry.field(default=None, description="Exclusive.")
+    status: SignatureStatus = strawberry.field(
+        description="VALID (release) or INVALID (strike off)."
+    )
+    dry_run: bool | None = strawberry.field(
+        default=False, description="Count the matches, change nothing."
+    )
+
+
+@strawberry.input(description="Whose signatures and comments to erase (admins only).")
+class EraseSignerInput:
+    email: str = strawberry.field(description="Any spelling of the mailbox.")

@@ -15,10 +15,13 @@ from .errors import UserError, user_error
 from .ids import parse_global_id
 from .inputs import (
     AddCommentInput,
+    ConfirmSignatureInput,
     CreatePetitionInput,
+    EraseSignerInput,
     ModerateCommentInput,
     ReportCommentInput,
     SignPetitionInput,
+    StrikeSignaturesInput,
     UpdatePetitionInput,
 )
 from .types import Comment, CommentStatus, Petition, Signature
@@ -28,8 +31,38 @@ T = TypeVar("T")
 
 @strawberry.type(description="The signature made, or why not.")
 class SignPetitionPayload:
-    signature: Signature | None = strawberry.field(description="The new signature.")
+    signature: Signature | None = strawberry.field(
+        description="The new signature (null while it waits for its confirmation)."
+    )
     petition: Petition | None = strawberry.field(description="The petition, with its count.")
+    errors: list[UserError] = strawberry.field(description="Empty on success.")
+    needs_confirmation: bool = strawberry.field(
+        default=False,
+        description="True when the signature waits for the signer to confirm by email "
+        "(confirmation mode). A repeated email, and a signature held silently, answer exactly "
+        "as a new one would: nobody learns from the answer whether an email has signed.",
+    )
+
+
+@strawberry.type(description="The signature confirmed, or why not.")
+class ConfirmSignaturePayload:
+    signature: Signature | None = strawberry.field(description="The signature, now counted.")
+    petition: Petition | None = strawberry.field(description="The petition, with its count.")
+    errors: list[UserError] = strawberry.field(description="Empty on success.")
+
+
+@strawberry.type(description="What a strike matched and changed, or why not.")
+class StrikeSignaturesPayload:
+    matched: int = strawberry.field(description="Signatures matching every filter.")
+    changed: int = strawberry.field(description="Those whose status changed (0 on a dry run).")
+    petition: Petition | None = strawberry.field(description="The petition, with its count.")
+    errors: list[UserError] = strawberry.field(description="Empty on success.")
+
+
+@strawberry.type(description="What was erased, or why not.")
+class EraseSignerPayload:
+    signatures: int = strawberry.field(description="Signatures erased, over all petitions.")
+    comments: int = strawberry.field(description="Comments erased, over all petitions.")
     errors: list[UserError] = strawberry.field(description="Empty on success.")
 
 
@@ -118,8 +151,15 @@ async def resolve_sign_petition(context: Context, input: SignPetitionInput) -> S
             petition=Petition.from_row(petition) if petition else None,
             errors=errors,
         )
+    if signed.needs_confirmation:  # first or repeated, held or not: one answer
+        return SignPetitionPayload(
+            signature=None,
+            petition=Petition.from_row(signed.petition),
+            errors=[],
+            needs_confirmation=True,
+        )
     return SignPetitionPayload(
-        signature=Signature.from_row(signed.signature),
+        signature=Signature.from_row(signed.signature, as_valid=True),
         petition=Petition.from_row(signed.petition),
         errors=[],
     )
@@ -134,9 +174,12 @@ async def _sign(context: Context, petition_pk: int, input: SignPetitionInput) ->
         comment=input.comment,
         show_name=input.show_name is not False,
     )
+    held = False
     if not await context.policy.rates.allow("sign", context.client, str(petition_pk)):
-        raise rate_limited("signatures")
-    return await context.writer.sign(petition_pk, fields)
+        if not context.policy.quarantine_over_limit:
+            raise rate_limited("signatures")
+        held = True  # stored and answered as any other, counted by nobody
+    return await context.writer.sign(petition_pk, fields, address=context.client, held=held)
 
 
 async def _comment(context: Context, petition_pk: int, input: AddCommentInput) -> models.Commented:
@@ -261,3 +304,83 @@ class Mutation:
         return PetitionPayload(
             petition=Petition.from_row(petition) if petition else None, errors=errors
         )
+
+    @strawberry.mutation(
+        description="Confirm a signature with the token its signer was emailed: it is counted."
+    )
+    async def confirm_signature(
+        self, info: Info, input: ConfirmSignatureInput
+    ) -> ConfirmSignaturePayload:
+        context = info.context
+        signed, errors = await attempt(
+            models.confirm_signature(
+                input.token, ttl=context.policy.confirm_ttl, publisher=context.hub
+            )
+        )
+        if signed is None:
+            return ConfirmSignaturePayload(signature=None, petition=None, errors=errors)
+        return ConfirmSignaturePayload(
+            signature=Signature.from_row(signed.signature, as_valid=True),
+            petition=Petition.from_row(signed.petition),
+            errors=[],
+        )
+
+    @strawberry.mutation(
+        description="Strike off (INVALID) or release (VALID) the signatures matching every "
+        "filter given (admins only); pending ones wait for their confirmation."
+    )
+    async def strike_signatures(
+        self, info: Info, input: StrikeSignaturesInput
+    ) -> StrikeSignaturesPayload:
+        context = info.context
+        if not context.admin:
+            return StrikeSignaturesPayload(
+                matched=0, changed=0, petition=None, errors=unauthorized()
+            )
+        try:
+            pk = petition_pk(input.petition_id, "petitionId")
+        except _BadId as bad:
+            return StrikeSignaturesPayload(matched=0, changed=0, petition=None, errors=[bad.error])
+        filters = models.StrikeFilters(
+            ip=input.ip,
+            email_domain=input.email_domain,
+            signed_after=input.signed_after,
+            signed_before=input.signed_before,
+        )
+        struck, errors = await attempt(
+            models.strike_signatures(
+                pk, filters, input.status, dry_run=bool(input.dry_run), publisher=context.hub
+            )
+        )
+        if struck is None:
+            return StrikeSignaturesPayload(matched=0, changed=0, petition=None, errors=errors)
+        return StrikeSignaturesPayload(
+            matched=struck.matched,
+            changed=struck.changed,
+            petition=Petition.from_row(struck.petition),
+            errors=[],
+        )
+
+    @strawberry.mutation(
+        description="Erase every signature and comment of one mailbox, over all petitions "
+        "(admins only); counts drop exactly and subscribers are told."
+    )
+    async def erase_signer(self, info: Info, input: EraseSignerInput) -> EraseSignerPayload:
+        context = info.context
+        if not context.admin:
+            return EraseSignerPayload(signatures=0, comments=0, errors=unauthorized())
+        fields, errors = await attempt(_email(input.email))
+        if fields is None:
+            return EraseSignerPayload(signatures=0, comments=0, errors=errors)
+        erased = await models.erase_signer(input.email, publisher=context.hub)
+        return EraseSignerPayload(
+            signatures=erased.signatures, comments=erased.comments, errors=[]
+        )
+
+
+async def _email(email: str) -> str:
+    """`email`, if it reads as one (`INVALID_INPUT` on `email` if not)."""
+    clean = models.Cleaner()
+    text = clean.email("email", email)
+    clean.done()
+    return text

@@ -7,7 +7,14 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 import models
-from subscriptions import CommentAdded, FellBehind, PetitionChanged, Resync, SignatureAdded
+from subscriptions import (
+    CommentAdded,
+    CountChanged,
+    FellBehind,
+    PetitionChanged,
+    Resync,
+    SignatureAdded,
+)
 from subscriptions import CommentRemoved as CommentRemovedEvent
 
 from .context import Info
@@ -77,33 +84,42 @@ class Subscription:
 async def _signature_counts(
     info: Info, petition: models.Petition
 ) -> AsyncGenerator[SignatureCountUpdate, None]:
+    fields = ["signature_count", "signature_goal", "last_signature_number"]
     async with info.context.hub.listen(
-        petition.id, {"count", "signature"}, latest_only=True
+        petition.id, {"count", "signature", "recount"}, latest_only=True
     ) as listener:
-        await petition.refresh_from_db(fields=["signature_count", "signature_goal"])
+        await petition.refresh_from_db(fields=fields)
         count, goal = petition.signature_count, petition.signature_goal
+        clock = petition.last_signature_number
         yield _count_update(petition.id, count, goal)
         async for event in listener:
             if isinstance(event, Resync):
-                await petition.refresh_from_db(fields=["signature_count", "signature_goal"])
-                count, goal = petition.signature_count, petition.signature_goal
-                yield _count_update(petition.id, count, goal)
-                continue
-            assert isinstance(event, PetitionChanged | SignatureAdded)
-            # Signature counts only grow, so an older event arriving late is dropped;
-            # a goal change comes with the count as it then was.
-            if event.signature_count > count or (
-                isinstance(event, PetitionChanged) and event.signature_goal != goal
-            ):
-                count = max(count, event.signature_count)
-                goal = event.signature_goal
-                yield _count_update(petition.id, count, goal)
+                await petition.refresh_from_db(fields=fields)
+                newer = (
+                    petition.signature_count,
+                    petition.signature_goal,
+                    petition.last_signature_number,
+                )
+            else:
+                assert isinstance(event, PetitionChanged | SignatureAdded | CountChanged)
+                # Counts go up and down: the petition's signature clock says which is latest,
+                # so an older event arriving late (from another process) is dropped. An
+                # admin's change takes no tick: it comes with the clock as it then stood.
+                late = event.number < clock or (
+                    event.number == clock and not isinstance(event, PetitionChanged)
+                )
+                if late:
+                    continue
+                newer = (event.signature_count, event.signature_goal, event.number)
+            if newer[:2] != (count, goal):
+                yield _count_update(petition.id, newer[0], newer[1])
+            count, goal, clock = newer
 
 
 async def _signatures_added(
     info: Info, petition: models.Petition
 ) -> AsyncGenerator[Signature, None]:
-    async with info.context.hub.listen(petition.id, {"signature"}) as listener:
+    async with info.context.hub.listen(petition.id, {"signature", "recount"}) as listener:
         await petition.refresh_from_db(fields=["last_signature_number"])
         delivered = petition.last_signature_number
         try:
@@ -112,16 +128,16 @@ async def _signatures_added(
                     await petition.refresh_from_db(fields=["last_signature_number"])
                     newest = petition.last_signature_number
                 else:
-                    assert isinstance(event, SignatureAdded)
-                    newest = event.number
+                    assert isinstance(event, SignatureAdded | CountChanged)
+                    newest = event.number  # a tick of the clock: a signature's, or a recount's
                 if newest <= delivered:
                     continue  # already sent (or older than this subscription)
                 if newest > delivered + 1 or isinstance(event, Resync):
-                    # Events were missed, or arrived out of order between processes:
-                    # the database holds every signature up to this one, numbered.
+                    # Events were missed, or arrived out of order between processes: the
+                    # database holds every valid signature up to this tick, numbered.
                     for row in await models.signatures_after(petition.id, delivered, up_to=newest):
                         yield Signature.from_row(row)
-                else:
+                elif isinstance(event, SignatureAdded):
                     yield Signature.from_event(event)
                 delivered = newest
         except FellBehind as error:

@@ -10,6 +10,8 @@ from tortoise.queryset import QuerySet
 import models
 from subscriptions import CommentAdded, SignatureAdded
 
+from .context import Info
+from .errors import PublicError
 from .ids import global_id
 from .pagination import PageInfo, paginate
 
@@ -28,6 +30,38 @@ strawberry.enum(
 )
 
 
+SignatureStatus = models.SignatureStatus
+strawberry.enum(
+    SignatureStatus,
+    description="PENDING: waiting for its email confirmation. VALID: counted and public. "
+    "QUARANTINED: held silently for review. INVALID: struck off by an admin.",
+)
+
+SignatureSourceKind = models.SourceKind
+strawberry.enum(
+    SignatureSourceKind,
+    name="SignatureSourceKind",
+    description="IP: the client address. EMAIL_DOMAIN: the email's domain. COUNTRY: the "
+    "country given.",
+)
+
+
+@strawberry.type(description="Where some of a petition's signatures came from (admins only).")
+class SignatureSource:
+    kind: SignatureSourceKind = strawberry.field(description="What `value` is.")
+    value: str = strawberry.field(
+        description="An IP address, an email domain, or a country code."
+    )
+    count: int = strawberry.field(description="Signatures from it in the window asked.")
+    share: float = strawberry.field(
+        description="`count` over all the petition's signatures in that window."
+    )
+
+    @classmethod
+    def of(cls, source: models.Source) -> SignatureSource:
+        return cls(kind=source.kind, value=source.value, count=source.count, share=source.share)
+
+
 @strawberry.interface(description="An object with a global ID that `node(id:)` resolves.")
 class Node:
     id: strawberry.ID = strawberry.field(description="The object's opaque global ID.")
@@ -39,15 +73,20 @@ class Signature(Node):
     country: str | None = strawberry.field(description="ISO 3166-1 alpha-2 code, upper-case.")
     comment: str | None = strawberry.field(description="Why they signed, if they said.")
     created_at: datetime = strawberry.field(description="When it was signed.")
+    status: SignatureStatus = strawberry.field(
+        description="VALID for every signature public readers see; admins see the others."
+    )
 
     @classmethod
-    def from_row(cls, row: models.Signature) -> Signature:
+    def from_row(cls, row: models.Signature, *, as_valid: bool = False) -> Signature:
+        """`as_valid`: answer a held signature as a counted one (its signer learns nothing)."""
         return cls(
             id=global_id("Signature", row.id),
             name=models.public_name(row.first_name, row.last_name, row.show_name),
             country=row.country,
             comment=row.comment,
             created_at=row.created_at,
+            status=SignatureStatus.VALID if as_valid else row.status,
         )
 
     @classmethod
@@ -58,6 +97,7 @@ class Signature(Node):
             country=event.country,
             comment=event.comment,
             created_at=datetime.fromisoformat(event.created_at),
+            status=SignatureStatus.VALID,
         )
 
 
@@ -197,7 +237,7 @@ class Petition(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> SignatureConnection:
-        rows = models.Signature.filter(petition_id=self.pk)
+        rows = models.valid_signatures(self.pk)
         edges, info = await paginate(
             "signature",
             rows,
@@ -213,6 +253,28 @@ class Petition(Node):
             page_info=info,
             total_count=self.signature_count,
         )
+
+    @strawberry.field(
+        description="Admins only (null for anyone else): where this petition's signatures come "
+        "from, the largest sources first, over the last `hours` hours (every status)."
+    )
+    async def signature_sources(
+        self,
+        info: Info,
+        kind: SignatureSourceKind,
+        hours: int | None = 24,
+        first: int | None = 20,
+    ) -> list[SignatureSource] | None:
+        if not info.context.admin:
+            return None
+        hours = 24 if hours is None else hours
+        first = 20 if first is None else first
+        if not 1 <= hours <= 24 * 366:
+            raise PublicError("`hours` must be between 1 and 8784 (a year).")
+        if not 1 <= first <= 100:
+            raise PublicError("`first` must be between 1 and 100.")
+        sources = await models.signature_sources(self.pk, kind, hours=hours, first=first)
+        return [SignatureSource.of(source) for source in sources]
 
     @strawberry.field(description="Its published comments, oldest first.")
     async def comments(

@@ -22,7 +22,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from schema import Context, PetitionSchema, ResultCache, bearer_is
+from schema import Context, PetitionSchema, ResultCache
 from schema.cache import Reads
 from schema.cohorts import Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
 from schema.compiled import Plans
@@ -105,8 +105,7 @@ class GraphQLApp(GraphQL[Context, None]):
             writer=state.writer,
             petitions=state.petitions,
             policy=state.policy,
-            admin=bearer_is(request, state.settings.admin_token),
-            moderator=bearer_is(request, state.settings.moderator_token),
+            role=await state.roles.role_of(request.headers.get("authorization")),
             connection=request,
         )
         request.scope[_CONTEXT] = context

@@ -4,6 +4,7 @@ from .channels import events_channel
 from .events import (
     CommentAdded,
     CommentRemoved,
+    CountChanged,
     Event,
     PetitionChanged,
     Publisher,
@@ -17,6 +18,7 @@ from .hub import FellBehind, Hub, Listener, Observer
 __all__ = [
     "CommentAdded",
     "CommentRemoved",
+    "CountChanged",
     "PetitionChanged",
     "Event",
     "FellBehind",

@@ -10,17 +10,34 @@ from typing import ClassVar, Protocol
 
 @dataclass(frozen=True)
 class PetitionChanged:
-    """An admin changed a petition (its goal, status, text…); its counts, as absolute values."""
+    """An admin changed a petition (its goal, status, text…); its counts, as absolute values,
+    as they were at the petition's signature clock `number` (see `SignatureAdded`)."""
 
     kind: ClassVar[str] = "count"
     petition_id: int
     signature_count: int
     signature_goal: int | None
+    number: int = 0
+
+
+@dataclass(frozen=True)
+class CountChanged:
+    """The count moved other than by a new signature (a signature struck off or released,
+    erased, confirmed as already counted...): a count can go down. `number` is the tick of the
+    petition's signature clock this change took, so that events arriving out of order between
+    processes are put back in order: the count of the highest number is the latest."""
+
+    kind: ClassVar[str] = "recount"
+    petition_id: int
+    signature_count: int
+    signature_goal: int | None
+    number: int
 
 
 @dataclass(frozen=True)
 class SignatureAdded:
-    """A committed signature, with only its public fields (never an email)."""
+    """A signature became valid (committed), with only its public fields (never an email).
+    `number` is its place in the petition and the tick of the petition's signature clock."""
 
     kind: ClassVar[str] = "signature"
     petition_id: int
@@ -66,10 +83,18 @@ class Resync:
     petition_id: int
 
 
-Event = PetitionChanged | SignatureAdded | CommentAdded | CommentRemoved | Resync
+Event = PetitionChanged | CountChanged | SignatureAdded | CommentAdded | CommentRemoved | Resync
 _KINDS: dict[
-    str, type[PetitionChanged] | type[SignatureAdded] | type[CommentAdded] | type[CommentRemoved]
-] = {cls.kind: cls for cls in (PetitionChanged, SignatureAdded, CommentAdded, CommentRemoved)}
+    str,
+    type[PetitionChanged]
+    | type[CountChanged]
+    | type[SignatureAdded]
+    | type[CommentAdded]
+    | type[CommentRemoved],
+] = {
+    cls.kind: cls
+    for cls in (PetitionChanged, CountChanged, SignatureAdded, CommentAdded, CommentRemoved)
+}
 
 
 # PostgreSQL's NOTIFY takes at most 8,000 bytes: one message holds what fits well below that.

@@ -38,6 +38,13 @@ class FellBehind(Exception):
         super().__init__("the client fell too far behind the events; subscribe again")
 
 
+def _supersedes(kept: Event, new: Event) -> bool:
+    """Whether the buffered event of a latest-only listener tells more than the new one."""
+    if isinstance(kept, Resync):
+        return True
+    return getattr(kept, "number", 0) > getattr(new, "number", 0)
+
+
 class Listener:
     """One subscriber's buffer of events from one petition."""
 
@@ -53,6 +60,10 @@ class Listener:
         if event.kind not in self.kinds:
             return
         if self._latest_only:
+            # Keep the newest by the petition's signature clock, not by arrival (processes'
+            # events may cross), and never a Resync: it makes the reader ask the database.
+            if self._events and _supersedes(self._events[-1], event):
+                return
             self._events.clear()
         elif len(self._events) >= self._capacity:
             self._fell_behind = True

@@ -66,6 +66,8 @@ async def test_migrate_builds_the_schema_once(empty_database: str):
     assert await migrate(empty_database) == []
     assert await pending_migrations(empty_database) == []
     assert await table_names(empty_database) == {
+        "api_token",
+        "outbox_mail",
         "petition",
         "signature",
         "comment",
@@ -158,6 +160,59 @@ async def test_moderation_numbers_the_comments_already_published(empty_database:
         petition = await Petition.get(slug="a")
     assert changes == [(1, "one", True), (2, "two", True)]
     assert petition.last_comment_sequence == 2
+
+
+async def test_integrity_folds_gmail_spellings_and_keeps_the_unique_constraints(
+    empty_database: str,
+):
+    # given signatures made before canonical emails folded Gmail's dots and +tags
+    await migrate_to(empty_database, "0002_moderation")
+    async with open_database(empty_database, create_schema=False):
+        await (
+            require_context()
+            .db()
+            .execute_script(
+                "INSERT INTO petition (slug, title, target, goal, body, status, signature_goal, "
+                "signature_count, comment_count, last_signature_number, created_at, "
+                "last_comment_sequence) VALUES "
+                "('a', 'A', 'T', 'G', 'B', 'CLOSED', NULL, 4, 0, 4, "
+                "'2026-01-01 00:00:00+00:00', 0);"
+                "INSERT INTO signature (petition_id, number, first_name, last_name, email, "
+                "email_canonical, show_name, created_at) VALUES "
+                "(1, 1, 'J', 'S', 'John.Smith+x@gmail.com', 'john.smith+x@gmail.com', TRUE, "
+                "'2026-01-01 00:00:00+00:00'),"
+                "(1, 2, 'J', 'S', 'johnsmith@googlemail.com', 'johnsmith@googlemail.com', TRUE, "
+                "'2026-01-01 00:00:01+00:00'),"
+                "(1, 3, 'A', 'L', 'ada@example.org', 'ada@example.org', TRUE, "
+                "'2026-01-01 00:00:02+00:00'),"
+                "(1, 4, 'G', 'H', 'Grace.H@Gmail.com', 'grace.h@gmail.com', TRUE, "
+                "'2026-01-01 00:00:03+00:00');"
+                "INSERT INTO comment (petition_id, author_name, email, body, status, created_at) "
+                "VALUES (1, 'x', 'X.Y+z@gmail.com', 'one', 'HELD', '2026-01-01 00:00:00+00:00');"
+            )
+        )
+    # when
+    await migrate(empty_database)
+    # then the later spelling of one mailbox is struck off, and the count follows
+    async with open_database(empty_database, create_schema=False):
+        rows = await Signature.all().order_by("number").values_list(
+            "number", "email_canonical", "email_domain", "status"
+        )
+        petition = await Petition.get(slug="a")
+        comment = await Comment.get(body="one")
+        with pytest.raises(IntegrityError):  # SQLite's table rebuild must not lose them
+            await signature(petition, 5, "ada@example.org").save()
+        with pytest.raises(IntegrityError):
+            await signature(petition, 3, "new@example.org").save()
+    assert rows == [
+        (1, "johnsmith@gmail.com", "gmail.com", "VALID"),
+        (2, "duplicate-2#johnsmith@gmail.com", "gmail.com", "INVALID"),
+        (3, "ada@example.org", "example.org", "VALID"),
+        (4, "graceh@gmail.com", "gmail.com", "VALID"),
+    ]
+    assert petition.signature_count == 3
+    assert petition.closed_at is not None
+    assert comment.email_canonical == "xy@gmail.com"
 
 
 async def test_fake_initial_runs_the_initial_migration_on_an_empty_database(empty_database: str):
