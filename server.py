@@ -1,22 +1,19 @@
-"""The process's table of contents: settings, lifespan, routes, the ASGI `app`, and the
-`petitions` command. Each mechanism wired up here lives in a module of its own (`serving/`)."""
+"""The process's table of contents: settings, lifespan, routes and the ASGI `app`. Each
+mechanism wired up here lives in a module of its own (`serving/`); the `petitions` command
+lives in `cli.py`."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import logging
 import os
-import resource
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypedDict
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -33,10 +30,14 @@ from schema.rates import RateLimits, parse_rate
 from serving import (
     BodyLimit,
     DatabaseContext,
-    GoingAwayWebSocketProtocol,
     GraphQLApp,
     keep_connections_out_of_the_collector,
 )
+from serving import (  # re-exported: `petitions serve --workers` runs uvicorn with it by name
+    GoingAwayWebSocketProtocol as GoingAwayWebSocketProtocol,
+)
+from serving.confirm import confirm_page
+from serving.mailer import Mailer, parse_smtp_url
 from subscriptions import Hub
 
 log = logging.getLogger("petitions")
@@ -84,6 +85,16 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     comment_moderation: str = "filter"  # filter: the spam filter decides; pre: all held; off
     reports_to_hide: int = 3
+    # Signatures you can defend: confirmation by email, what becomes of a signature over the
+    # limit ("refuse" or "quarantine"), and block lists whose signatures are held silently.
+    confirm_emails: bool = False
+    smtp_url: str | None = None
+    mail_from: str | None = None
+    public_url: str | None = None
+    confirm_ttl: float = 7 * 24 * 3600.0  # seconds
+    sign_limit_action: str = "refuse"
+    blocked_networks: tuple[str, ...] = ()
+    blocked_email_domains: tuple[str, ...] = ()
 
     @property
     def limits(self) -> Limits:
@@ -95,6 +106,25 @@ class Settings:
             tokens=self.max_tokens,
             cost=self.max_cost,
             seconds=self.operation_timeout,
+        )
+
+    @property
+    def intake(self) -> models.Intake:
+        """How new signatures are taken (the mailer's wake-up is added by the lifespan)."""
+        confirmation = None
+        if self.confirm_emails:
+            assert self.public_url is not None
+            confirmation = models.Confirmation(
+                public_url=self.public_url, ttl=timedelta(seconds=self.confirm_ttl)
+            )
+        return models.Intake(
+            confirmation=confirmation,
+            blocked_networks=tuple(
+                ipaddress.ip_network(network, strict=False) for network in self.blocked_networks
+            ),
+            blocked_domains=frozenset(
+                models.canonical_domain(domain) for domain in self.blocked_email_domains
+            ),
         )
 
     @classmethod
@@ -155,6 +185,48 @@ class Settings:
                 raise BadSetting(f"PETITIONS_{name} must be one of {allowed}, not {value!r}")
             return value
 
+        def duration(name: str, fallback: float) -> float:
+            """Seconds, or a number with a unit: 30s, 15m, 12h, 7d."""
+            value = text(name)
+            if value is None:
+                return fallback
+            units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+            unit = units.get(value[-1].lower(), 0)
+            try:
+                seconds = float(value[:-1] if unit else value) * (unit or 1)
+            except ValueError:
+                seconds = -1
+            if seconds <= 0:
+                raise BadSetting(
+                    f"PETITIONS_{name} must be a positive duration like 7d, 12h or 3600, "
+                    f"not {value!r}"
+                )
+            return seconds
+
+        confirm_emails = _flag(env.get("PETITIONS_CONFIRM_EMAILS", "false"))
+        smtp_url = text("SMTP_URL")
+        if confirm_emails:
+            missing = [
+                f"PETITIONS_{name}"
+                for name in ("SMTP_URL", "MAIL_FROM", "PUBLIC_URL")
+                if text(name) is None
+            ]
+            if missing:
+                raise BadSetting(
+                    f"PETITIONS_CONFIRM_EMAILS=true needs {' and '.join(missing)}: the service "
+                    "must be able to mail signers a link to confirm"
+                )
+        if smtp_url is not None:
+            try:
+                parse_smtp_url(smtp_url)
+            except ValueError as error:
+                raise BadSetting(f"PETITIONS_SMTP_URL: {error}") from None
+        public_url = text("PUBLIC_URL")
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise BadSetting(
+                f"PETITIONS_PUBLIC_URL must be the site's http(s) address, not {public_url!r}"
+            )
+
         return cls(
             database_url=text("DATABASE_URL") or default.database_url,
             broadcast_url=text("BROADCAST_URL") or default.broadcast_url,
@@ -185,11 +257,22 @@ class Settings:
                 "COMMENT_MODERATION", default.comment_moderation, {"filter", "pre", "off"}
             ),
             reports_to_hide=number("REPORTS_TO_HIDE", default.reports_to_hide),
+            confirm_emails=confirm_emails,
+            smtp_url=smtp_url,
+            mail_from=text("MAIL_FROM"),
+            public_url=public_url,
+            confirm_ttl=duration("CONFIRM_TTL", default.confirm_ttl),
+            sign_limit_action=choice(
+                "SIGN_LIMIT_ACTION", default.sign_limit_action, {"refuse", "quarantine"}
+            ),
+            blocked_networks=networks("BLOCKED_NETWORKS"),
+            blocked_email_domains=listed("BLOCKED_EMAIL_DOMAINS", ()),
         )
 
 
 class State(TypedDict):
     database: TortoiseContext
+    roles: models.Roles
     hub: Hub
     cache: ResultCache
     petitions: PetitionRows
@@ -239,7 +322,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             for observer in (changes.observe, cache.observe, petitions.observe):
                 hub.observe(observer)
             await hub.connect()
-            writer = models.SignatureWriter(hub)
+            mailer = None
+            if settings.smtp_url is not None and settings.mail_from is not None:
+                mailer = Mailer(settings.smtp_url, settings.mail_from)
+                mailer.start()
+            intake = settings.intake
+            if intake.confirmation is not None and mailer is not None:
+                confirmation = replace(intake.confirmation, mail_queued=mailer.wake)
+                intake = replace(intake, confirmation=confirmation)
+            writer = models.SignatureWriter(hub, intake=intake)
             writer.start()
             policy = Policy(
                 rates=RateLimits(
@@ -249,6 +340,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 ),
                 moderation=models.Moderation(settings.comment_moderation),
                 reports_to_hide=settings.reports_to_hide,
+                quarantine_over_limit=settings.sign_limit_action == "quarantine",
+                confirm_ttl=timedelta(seconds=settings.confirm_ttl),
             )
             collector = asyncio.create_task(
                 keep_connections_out_of_the_collector(lambda: graphql.open_websockets)
@@ -256,6 +349,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             try:
                 yield {
                     "database": database,
+                    "roles": models.Roles(settings.admin_token, settings.moderator_token),
                     "hub": hub,
                     "cache": cache,
                     "petitions": petitions,
@@ -268,6 +362,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 with suppress(asyncio.CancelledError):
                     await collector
                 await writer.stop()  # every accepted signature is written before we go
+                if mailer is not None:
+                    await mailer.stop()  # what it has not sent waits in the outbox
                 await hub.disconnect()
                 await policy.rates.close()
 
@@ -291,6 +387,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            Route("/confirm/{token}", confirm_page, methods=["GET", "POST"]),
         ],
         middleware=middleware,
         lifespan=lifespan,
@@ -328,109 +425,8 @@ async def prepare_database(settings: Settings) -> None:
         )
 
 
-async def _load_demo(settings: Settings) -> models.Petition:
-    await prepare_database(settings)
-    async with models.open_database(settings.database_url, pool_size=2, create_schema=False):
-        return await models.load_demo()
-
-
-async def _migrate(settings: Settings) -> list[str]:
-    from models.migrations import migrate
-
-    return await migrate(settings.database_url)
-
-
-async def _check_counts(settings: Settings, repair: bool) -> int:
-    async with models.open_database(settings.database_url, pool_size=2, create_schema=False):
-        differences = await models.count_differences()
-        for difference in differences:
-            print(f"differs: {difference}")
-        if not differences:
-            print("check-counts: every counter equals the rows behind it")
-            return 0
-        if not repair:
-            print(f"check-counts: {len(differences)} difference(s); --repair fixes them")
-            return 1
-        await models.repair_counts(differences)
-        left = await models.count_differences()
-        print(f"check-counts: repaired {len(differences) - len(left)} counter(s)")
-        return 0 if not left else 1
-
-
-def _raise_open_file_limit() -> None:
-    """Every websocket is a file: take the hard limit on open files, not the soft one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    if args.workers > 1 and settings.broadcast_url.startswith("memory:"):
-        print(
-            "petitions: --workers needs a shared broadcast backend: with memory:// a signature "
-            "taken by one process would never reach subscribers on the others. Set "
-            "PETITIONS_BROADCAST_URL=redis://… (or postgres://…).",
-            file=sys.stderr,
-        )
-        return 2
-    asyncio.run(prepare_database(settings))  # refuse a schema that is behind, before forking
-    _raise_open_file_limit()
-    options: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "ws_per_message_deflate": settings.ws_compression,
-        "ws_max_size": settings.ws_max_message_bytes,
-        "timeout_graceful_shutdown": 30,
-        "access_log": settings.access_log,
-        "proxy_headers": False,  # uvicorn would believe 127.0.0.1: ours, if configured (above)
-        "log_level": "info",
-    }
-    if args.workers > 1:  # each worker imports `server:app`, configured by the same variables
-        uvicorn.run(
-            "server:app", workers=args.workers, ws="server:GoingAwayWebSocketProtocol", **options
-        )
-    else:
-        uvicorn.run(create_app(settings), ws=GoingAwayWebSocketProtocol, **options)
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `petitions` command."""
-    parser = argparse.ArgumentParser(prog="petitions", description="The petition service.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the GraphQL API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
-    serve.add_argument("--demo", action="store_true", help="load the demo petition first")
-    commands.add_parser("demo", help="load the demo petition and exit")
-    commands.add_parser("migrate", help="apply the database migrations")
-    check = commands.add_parser("check-counts", help="compare every counter with its rows")
-    check.add_argument("--repair", action="store_true", help="set differing counters right")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = Settings.from_env()
-    except BadSetting as error:
-        print(f"petitions: {error}", file=sys.stderr)
-        return 2
-    try:
-        if args.command == "migrate":
-            applied = asyncio.run(_migrate(settings))
-            print(f"migrate: applied {', '.join(applied)}" if applied else "migrate: up to date")
-            return 0
-        if args.command == "check-counts":
-            return asyncio.run(_check_counts(settings, args.repair))
-        if args.command == "demo" or args.demo:
-            petition = asyncio.run(_load_demo(settings))
-            print(f"demo petition: /{petition.slug} ({petition.signature_count} signatures)")
-            if args.command == "demo":
-                return 0
-        return _serve(args, settings)
-    except SchemaBehind as error:
-        print(f"petitions: {error}", file=sys.stderr)
-        return 2
+    """The `petitions` command, now in `cli.py`; kept for scripts that call `server.main`."""
+    from cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return main(argv)

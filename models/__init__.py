@@ -50,7 +50,7 @@ from .tables import (
     SignatureStatus,
     TokenRole,
 )
-from .text import KEEP, Cleaner, public_name
+from .text import KEEP, Cleaner, canonical_domain, public_name
 from .tokens import Roles
 from .writer import SignatureWriter, Stopped
 
@@ -64,6 +64,7 @@ __all__ = [
     "StrikeFilters",
     "Struck",
     "anonymise",
+    "canonical_domain",
     "confirm_signature",
     "erase_signer",
     "signature_sources",

@@ -58,7 +58,7 @@ class Intake:
 
     confirmation: Confirmation | None = None
     blocked_networks: tuple[Network, ...] = ()
-    blocked_domains: frozenset[str] = field(default_factory=frozenset)
+    blocked_domains: frozenset[str] = field(default_factory=frozenset)  # canonical_domain()s
 
     def blocked(self, fields: SignatureFields, address: str | None) -> bool:
         if email_domain(fields.email_canonical) in self.blocked_domains:

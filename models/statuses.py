@@ -26,7 +26,7 @@ from subscriptions import CountChanged, Event, Publisher
 from .errors import RefusalCode, Refused
 from .signing import Signed, refusal_to_sign, signature_added
 from .tables import Petition, Signature, SignatureStatus
-from .text import canonical_email, email_domain
+from .text import canonical_domain
 from .tokens import token_hash
 from .writer import marks
 
@@ -63,7 +63,6 @@ async def number_as_valid(
     connection: BaseDBAsyncClient,
     petition: Petition,
     signatures: Sequence[Signature],
-    now: datetime,
 ) -> list[Event]:
     """Make `signatures` (none valid yet, none numbered) valid, numbered in the order given
     after the locked petition's last number; their `SignatureAdded` events, in order."""
@@ -122,7 +121,7 @@ async def confirm_signature(token: str, *, ttl: timedelta, publisher: Publisher)
             row.confirmed_at = now
             await row.save(using_db=connection, update_fields=["confirmed_at"])
         if row.status is SignatureStatus.PENDING:
-            events = await number_as_valid(connection, petition, [row], now)
+            events = await number_as_valid(connection, petition, [row])
     await publisher.publish(*events)
     return Signed(row, petition)
 
@@ -174,8 +173,7 @@ async def _matching(petition_id: int, filters: StrikeFilters) -> QuerySet[Signat
     if filters.signed_before is not None:
         rows = rows.filter(created_at__lt=filters.signed_before.astimezone(UTC))
     if filters.email_domain is not None:
-        domain = filters.email_domain.strip().lstrip("@")
-        rows = rows.filter(email_domain=email_domain(canonical_email(f"x@{domain}")))
+        rows = rows.filter(email_domain=canonical_domain(filters.email_domain))
     if filters.ip is not None:
         network = _network(filters.ip)
         if network.num_addresses == 1:
@@ -219,7 +217,6 @@ async def strike_signatures(
     if dry_run:
         return Struck(await rows.count(), 0, petition)
     events: list[Event] = []
-    now = datetime.now(UTC)
     async with in_transaction() as connection:
         locked = await lock_petition(connection, petition_id)
         assert locked is not None
@@ -248,7 +245,7 @@ async def strike_signatures(
                 .using_db(connection)
                 .order_by("created_at", "id")
             )
-            events = await number_as_valid(connection, petition, fresh, now)
+            events = await number_as_valid(connection, petition, fresh)
             changed = counted + len(fresh)
         if counted:  # back at their places, or struck off: the count moves, unannounced
             events.append(await tick(connection, petition, counted))

@@ -132,6 +132,11 @@ def canonical_email(email: str) -> str:
     return email
 
 
+def canonical_domain(domain: str) -> str:
+    """A domain as canonical emails spell it (`googlemail.com` is `gmail.com`)."""
+    return email_domain(canonical_email(f"x@{domain.strip().lstrip('@')}"))
+
+
 def email_domain(canonical: str) -> str:
     """The domain of a canonical email: what `signatureSources` and block lists look at."""
     return canonical.rpartition("@")[2]

@@ -268,18 +268,20 @@ async def _remind(
     emails = {waiting.fields.email_canonical: waiting.fields.email for waiting in signed_before}
     if not emails:
         return []
-    places = marks(connection, 5 + len(emails))
+    places = marks(connection, 6 + len(emails))
     found = await connection.execute_query_dict(
         f'UPDATE "signature" SET "reminded_at" = {places[0]} WHERE "petition_id" = {places[1]} '
         f'AND "status" IN ({places[2]}, {places[3]}) '
         f'AND ("reminded_at" IS NULL OR "reminded_at" < {places[4]}) '
-        f'AND "email_canonical" IN ({",".join(places[5:])}) RETURNING "id", "email_canonical"',
+        f'AND "created_at" < {places[5]} '  # not one this batch stored (a double submit)
+        f'AND "email_canonical" IN ({",".join(places[6:])}) RETURNING "id", "email_canonical"',
         [
             now,
             petition.id,
             SignatureStatus.PENDING.value,
             SignatureStatus.VALID.value,
             now - REMIND_EVERY,
+            now,
             *emails,
         ],
     )
