@@ -16,7 +16,7 @@ import os
 import resource
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -54,25 +54,6 @@ def _bar(description: str, *, unit: str, total: int | None = None, **options: An
         leave=False,
         **options,
     )
-
-
-@asynccontextmanager
-async def _waiting(description: str) -> AsyncIterator[None]:
-    """An elapsed-time line on standard error while one long call (a single query) runs."""
-    with _bar(description, unit="s", bar_format="{desc}… {elapsed}") as bar:
-
-        async def tick() -> None:
-            while True:
-                await asyncio.sleep(0.5)
-                bar.refresh()
-
-        ticker = asyncio.create_task(tick())
-        try:
-            yield
-        finally:
-            ticker.cancel()
-            with suppress(asyncio.CancelledError):
-                await ticker
 
 
 # -- what commands share ---------------------------------------------------------------------
@@ -193,10 +174,18 @@ def migrate(args: argparse.Namespace, settings: Settings) -> int:
 def check_counts(args: argparse.Namespace, settings: Settings) -> int:
     import models
 
+    async def _audit(description: str) -> list[models.CountDifference]:
+        with _bar(description, unit="signature") as bar:
+
+            def total(count: int) -> None:
+                bar.total = count
+                bar.refresh()
+
+            return await models.count_differences(progress=bar.update, total=total)
+
     async def check() -> int:
         async with _database(settings):
-            async with _waiting("counting rows"):
-                differences = await models.count_differences()
+            differences = await _audit("counting rows")
             for difference in differences:
                 print(f"differs: {difference}")
             if not differences:
@@ -209,8 +198,7 @@ def check_counts(args: argparse.Namespace, settings: Settings) -> int:
                 for difference in differences:  # each its own transaction: safe to interrupt
                     await models.repair_counts([difference])
                     bar.update(1)
-            async with _waiting("counting rows again"):
-                left = await models.count_differences()
+            left = await _audit("counting rows again")
             print(f"check-counts: repaired {len(differences) - len(left)} counter(s)")
             return 0 if not left else 1
 

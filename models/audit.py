@@ -3,7 +3,10 @@ signatures, published comments), and the signature clock against the numbers giv
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from tortoise.expressions import F, Q
 from tortoise.functions import Count, Max
@@ -25,10 +28,64 @@ class CountDifference:
         return f"{where}: {self.counter} is {self.stored}, rows say {self.actual}"
 
 
-async def count_differences() -> list[CountDifference]:
-    """Every petition counter that differs from a count of its rows (there should be none)."""
+SCAN_STEP = 50_000  # signature ids counted by one query of the scan
+
+
+async def count_differences(
+    progress: Callable[[int], object] | None = None,
+    total: Callable[[int], object] | None = None,
+) -> list[CountDifference]:
+    """Every petition counter that differs from a count of its rows (there should be none).
+
+    The signatures are counted in ranges of their ids (`SCAN_STEP` a query; `progress` is
+    called with the ids each covered, `total` first with all of them, so that a bar can follow
+    a table of millions), which is
+    fast but no snapshot: the petitions that seem to differ are then counted again, each in one
+    statement with its counters, and only what that finds is reported."""
+    newest_id = await Signature.all().order_by("-id").first().values_list("id", flat=True)
+    valid: Counter[int] = Counter()
+    numbered: dict[int, int] = {}
+    end = int(cast(int, newest_id or 0))
+    if total is not None:
+        total(end)
+    for start in range(1, end + 1, SCAN_STEP):
+        stop = min(start + SCAN_STEP, end + 1)
+        counted = (
+            await Signature.filter(id__gte=start, id__lt=stop)
+            .annotate(valid=Count("id", _filter=Q(status=SignatureStatus.VALID)), top=Max("number"))
+            .group_by("petition_id")
+            .values("petition_id", "valid", "top")
+        )
+        for row in counted:
+            pk = int(row["petition_id"])
+            valid[pk] += int(row["valid"])
+            numbered[pk] = max(numbered.get(pk, 0), int(row["top"] or 0))
+        if progress is not None:
+            progress(stop - start)
+    published = dict(
+        await Comment.filter(status=CommentStatus.PUBLISHED)
+        .annotate(published=Count("id"))
+        .group_by("petition_id")
+        .values_list("petition_id", "published")
+    )
+    suspects = [
+        int(row["id"])
+        for row in await Petition.all().values(
+            "id", "signature_count", "comment_count", "last_signature_number"
+        )
+        if row["signature_count"] != valid[row["id"]]
+        or row["comment_count"] != published.get(row["id"], 0)
+        or row["last_signature_number"] < numbered.get(row["id"], 0)
+    ]
+    return await _differences(suspects) if suspects else []
+
+
+async def _differences(petition_ids: list[int]) -> list[CountDifference]:
+    """The differences of these petitions, each counter and the count of its rows read in one
+    statement (a consistent snapshot, whatever writes go on)."""
     rows = (
-        await Petition.annotate(
+        await Petition.filter(id__in=petition_ids)
+        .annotate(
             signatures_counted=Count(
                 "signatures",
                 distinct=True,

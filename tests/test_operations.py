@@ -129,3 +129,23 @@ async def test_long_lived_connections_are_kept_out_of_the_collectors_way():
     # what came since; at 11 (of 20 frozen) it stays; at 2 all is given back
     assert seen == [False, True, True, True, True, False]
     assert gc.get_freeze_count() == 0
+
+
+async def test_the_audit_scans_in_ranges_and_reports_only_what_a_snapshot_confirms(
+    settings, monkeypatch
+):
+    # given the demo (241 signatures) scanned 50 ids a query, and one valid signature struck
+    # off behind the counter's back
+    await run_command("demo", env=env_of(settings))
+    monkeypatch.setattr(models.audit, "SCAN_STEP", 50)
+    covered: list[int] = []
+    totals: list[int] = []
+    async with models.open_database(settings.database_url, create_schema=False):
+        clean = await models.count_differences(progress=covered.append, total=totals.append)
+        await models.Signature.filter(number=120).update(status=models.SignatureStatus.INVALID)
+        found = await models.count_differences()
+
+    assert clean == []
+    assert totals == [241]
+    assert covered == [50, 50, 50, 50, 41]
+    assert [(d.counter, d.stored, d.actual) for d in found] == [("signature_count", 241, 240)]
