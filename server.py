@@ -37,6 +37,7 @@ from serving import (  # re-exported: `petitions serve --workers` runs uvicorn w
     GoingAwayWebSocketProtocol as GoingAwayWebSocketProtocol,
 )
 from serving.confirm import confirm_page
+from serving.exports import signatures_export
 from serving.mailer import Mailer, parse_smtp_url
 from subscriptions import Hub
 
@@ -388,6 +389,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/confirm/{token}", confirm_page, methods=["GET", "POST"]),
+            Route("/petitions/{slug}/signatures.{format}", signatures_export, methods=["GET"]),
         ],
         middleware=middleware,
         lifespan=lifespan,
