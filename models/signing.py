@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import timedelta
 from typing import Any
 
@@ -115,7 +116,7 @@ class SignatureFields:
         clean.done()
         return fields
 
-    @property
+    @cached_property  # asked for by the batch, the row and the block list
     def email_canonical(self) -> str:
         return canonical_email(self.email)
 
