@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import fanout, phases, report, safety
+from bench import exports, fanout, phases, report, safety
 from bench.load import Loader, LoadTool
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import BENCH_ROOT, BenchError, Processes, Service
@@ -61,7 +61,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--skip",
         default="",
         help="comma-separated phases to leave out: "
-        "baselines,signing,reads,safety,pages,fanout,names",
+        "baselines,signing,reads,safety,exports,pages,fanout,names",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, Lua)")
     return parser.parse_args(argv)
@@ -112,6 +112,7 @@ async def run_backend(backend: str, plan: Plan, tool: LoadTool, args: argparse.N
             ("reads", "count reads", phases.reads),
             ("safety", "refusals", safety.refusals),
             ("safety", "spam filter", safety.spam_filter),
+            ("exports", "exports", exports.exports),
             ("pages", "pages", phases.pages),
         ]
         for size in plan.fanout_sizes:

@@ -10,13 +10,14 @@ import math
 import resource
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bench import httpclient, seed
+from bench import confirmation, httpclient, seed
 from bench.load import Loader, ms, rps
 from bench.plan import Plan
-from bench.procs import BenchError, Server, cpu_seconds, machine_busy_seconds
+from bench.procs import BenchError, Server, cpu_seconds, free_port, machine_busy_seconds
 from bench.results import Figure, Run, at_least, at_most, ratio
 from bench.service import Deployment
 from bench.workload import (
@@ -32,6 +33,9 @@ from bench.workload import (
 
 DEEP_SLUG = "bench-deep"
 SIGN_SLUG = "bench-signing"
+CONFIRM_SLUG = "bench-signing-confirmed"
+CONFIRM_RUNS = 100  # confirmation mode's runs are numbered from 101 (names, emails)
+MAIL_DRAIN = 20.0  # seconds the mailer is given to empty the outbox after the load (quick: 10)
 
 
 def page_cursor(number: int) -> str:
@@ -324,6 +328,204 @@ async def signing(ctx: Context) -> None:
     )
     for problem in problems:
         run.fail(f"signing: {problem}")
+    await signing_confirmed(ctx)
+
+
+async def signing_confirmed(ctx: Context) -> None:
+    """The same signing load with confirmation mode on: every signature stored PENDING with
+    its mail in the outbox (in the batch's transaction), a mailer sending the outbox to an SMTP
+    sink in this process. Then the deployment goes back to its own settings."""
+    run, plan, deployment = ctx.run, ctx.plan, ctx.deployment
+    sink = confirmation.SmtpSink() if confirmation.SmtpSink.available() else None
+    if sink is not None:
+        sink.start()
+        smtp_note = f"SMTP: aiosmtpd sink on 127.0.0.1:{sink.port} (in the bench process)"
+    else:  # the mails wait in the outbox: signing is measured all the same
+        smtp_note = "aiosmtpd not installed: SMTP at a closed port, every mail waits in the outbox"
+    smtp_port = sink.port if sink is not None else free_port()
+    deployment.extra_env = confirmation.confirmation_env(smtp_port)
+    runs: list[dict[str, Any]] = []
+    drain: dict[str, Any] = {}
+    try:
+        await deployment.restart()
+        global_id, pk = await deployment.create_petition(CONFIRM_SLUG)
+
+        async def sign(number: int, seconds: float) -> dict[str, Any]:
+            workload = sign_workload(global_id, CONFIRM_RUNS + number, ctx.email_tag, confirm=True)
+            result = await ctx.closed(
+                ctx.urls, workload, connections=plan.connections, duration=seconds, warmup=0.0
+            )
+            result["run"] = CONFIRM_RUNS + number
+            runs.append(result)
+            return result
+
+        began = time.monotonic()
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        await sign(1, 1.0 if plan.quick else 2.0)  # warm-up, accounted too
+        main = await sign(2, plan.sign_seconds)
+        _healthy_load("signing, confirmation mode", main)
+        load_end = time.monotonic()
+        delivered_at_end = sink.messages if sink is not None else 0
+        counters = await settled_counters(deployment.database_url, pk)
+        answer = await httpclient.graphql(
+            ctx.urls[-1],
+            "query($id: ID!) { node(id: $id) { ... on Petition { signatureCount } } }",
+            {"id": global_id},
+        )
+        served = ((answer.get("data") or {}).get("node") or {}).get("signatureCount")
+        code, out, err = await deployment.command("check-counts")
+        # The mailer's time, from the end of the load, to empty the outbox of the petition's
+        # mails (none goes without an SMTP server: then nothing to wait for).
+        waiting = await confirmation.waiting_mails(deployment.database_url, pk)
+        limit = (MAIL_DRAIN / 2 if plan.quick else MAIL_DRAIN) if sink is not None else 0.0
+        while waiting and time.monotonic() - load_end < limit:
+            await asyncio.sleep(0.5)
+            waiting = await confirmation.waiting_mails(deployment.database_url, pk)
+        mine = resource.getrusage(resource.RUSAGE_SELF)
+        drain = {
+            # This process's CPU, the sink's thread included: near 1.0, the sink is the limit.
+            "bench_process_cores": round(
+                (mine.ru_utime + mine.ru_stime - own.ru_utime - own.ru_stime)
+                / (time.monotonic() - began),
+                3,
+            ),
+            "load_seconds": round(load_end - began, 2),
+            "delivered_during_load": delivered_at_end,
+            "drain_seconds": round(time.monotonic() - load_end, 2),
+            "drain_limit": limit,
+            "waiting_after_drain": waiting,
+        }
+    finally:
+        # Back to the deployment's own settings: the mailer stops (what it has not sent waits
+        # in the outbox), and the processes after it have none, so the outbox holds still.
+        deployment.extra_env = {}
+        await deployment.restart()
+        if sink is not None:
+            sink.stop()
+    stored = await confirmation.stored_signatures(deployment.database_url, pk)
+    queued = await confirmation.queued_mails(deployment.database_url, pk)
+    messages, recipients, first_at, last_at = (
+        sink.snapshot() if sink is not None else (0, Counter[str](), None, None)
+    )
+    report, problems = confirmation.account(runs, stored)
+    mails, mail_problems = confirmation.check_mails(stored, queued, recipients)
+    problems += mail_problems
+    pending = sum(1 for s in stored if s.status == "PENDING")
+    numbered = sum(1 for s in stored if s.number is not None)
+    if pending != len(stored):
+        problems.append(f"{len(stored) - pending} of {len(stored)} stored rows are not PENDING")
+    if numbered:
+        problems.append(f"{numbered} pending row(s) hold a number")
+    if counters.signature_count != 0 or counters.last_signature_number != 0:
+        problems.append(
+            f"signature_count {counters.signature_count}, last_signature_number "
+            f"{counters.last_signature_number}: pending signatures counted"
+        )
+    if counters.distinct_emails != counters.rows or counters.rows != len(stored):
+        problems.append(
+            f"{counters.rows} rows ({len(stored)} read after), "
+            f"{counters.distinct_emails} distinct emails"
+        )
+    if served != 0:
+        problems.append(f"signatureCount served {served}, not 0")
+    if code != 0:
+        problems.append(f"petitions check-counts exit {code}: {(out + err).strip()[-300:]}")
+    # Mails per second: over the whole time the mailer had (signing and draining), up to the
+    # latest delivery; and while draining alone.
+    delivered = mails["delivered"]
+    rate = (
+        delivered / (last_at - began)
+        if delivered and last_at is not None and last_at > began
+        else None
+    )
+    after_load = delivered - drain.get("delivered_during_load", 0)
+    drain_rate = (
+        after_load / (last_at - load_end)
+        if after_load > 0 and last_at is not None and last_at > load_end
+        else None
+    )
+    mails.update(
+        {
+            "sink_messages": messages,
+            "per_second": rate,
+            "per_second_draining": drain_rate,
+            "first_delivery_after_s": None if first_at is None else round(first_at - began, 3),
+            "smtp": smtp_note,
+            **drain,
+        }
+    )
+    report.update(
+        counters=counters.__dict__,
+        served_count=served,
+        check_counts={"exit": code, "output": (out + err).strip()[-500:]},
+        mails=mails,
+    )
+    run.raw["sign_confirm"] = _load_summary(main)
+    run.raw["sign_confirm_accounting"] = report
+    off = run.figure("sign")
+    value = rps(main)
+    run.add(
+        Figure(
+            "sign_confirm",
+            f"signPetition, confirmation mode ({plan.sign_seconds:g} s, {plan.connections} conns)",
+            value,
+            "req/s",
+            ratio(value, off.value if off else None),
+            "sign",
+            note=f"{cpu_note(main)}; {smtp_note}",
+        )
+    )
+    off_p99 = run.figure("sign_p99")
+    run.add(
+        Figure(
+            "sign_confirm_p99",
+            "signPetition p99 latency, confirmation mode",
+            ms(main, "p99"),
+            "ms",
+            ratio(ms(main, "p99"), off_p99.value if off_p99 else None),
+            "sign p99",
+            note=f"p50 {ms(main, 'p50'):.1f} ms",
+        )
+    )
+    mail_note = (
+        f"{delivered:,} delivered, {mails['waiting']:,} waiting in the outbox "
+        f"{drain.get('drain_seconds', 0):g} s after the load"
+        + (f" ({drain_rate:,.0f}/s while draining)" if drain_rate else "")
+        + (
+            f"; bench process with the sink: {drain.get('bench_process_cores', 0):.2f} cores"
+            if sink is not None
+            else ""
+        )
+        + (f", {mails['given_up']} given up" if mails["given_up"] else "")
+    )
+    run.add(
+        Figure(
+            "sign_confirm_mails",
+            "confirmation mails delivered per second",
+            rate if sink is not None else None,
+            "mails/s",
+            note=mail_note if sink is not None else f"{mail_note}; {smtp_note}",
+        )
+    )
+    exact = not problems
+    note = (
+        f"{report['acknowledged']} acked, {report['stored']} stored PENDING, "
+        f"{report['stored_unacknowledged']} stored unacked of {report['unanswered']} "
+        f"unanswered; one mail each: {delivered} delivered + {mails['waiting']} waiting"
+    )
+    run.add(
+        Figure(
+            "sign_confirm_exact",
+            "confirmation mode exact (all pending, uncounted; one mail each)",
+            1.0 if exact else 0.0,
+            "ok" if exact else "FAIL",
+            target="exact",
+            met=exact,
+            note=note if exact else "; ".join(problems),
+        )
+    )
+    for problem in problems:
+        run.fail(f"signing, confirmation mode: {problem}")
 
 
 async def settled_counters(url: str, pk: int, within: float = 15.0) -> seed.Counters:

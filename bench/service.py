@@ -49,6 +49,9 @@ class Deployment:
     servers: list[Server] = field(default_factory=list)
     restarts: int = 0
     log_offsets: dict[str, int] = field(default_factory=dict)
+    # Settings on top of the deployment's own (e.g. confirmation mode), for the processes
+    # started next (`restart()`) and for `command()`; they win over the ones above.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def process_count(self) -> int:
@@ -69,6 +72,7 @@ class Deployment:
                 "PETITIONS_BROADCAST_URL": self.broadcast_url,
                 "PETITIONS_CHANNEL_PREFIX": self.prefix,
                 "PETITIONS_ADMIN_TOKEN": ADMIN_TOKEN,
+                **self.extra_env,
             }
         )
 

@@ -15,6 +15,11 @@ SIGN_MUTATION = (
     "mutation Sign($input: SignPetitionInput!) { signPetition(input: $input) "
     "{ signature { name } petition { signatureCount } errors { code } } }"
 )
+# Confirmation mode answers every signature alike: no name to echo, `needsConfirmation`.
+SIGN_CONFIRM_MUTATION = (
+    "mutation Sign($input: SignPetitionInput!) { signPetition(input: $input) "
+    "{ signature { name } petition { signatureCount } needsConfirmation errors { code } } }"
+)
 COUNT_QUERY = "query Count($slug: String!) { petition(slug: $slug) { signatureCount } }"
 PAGE_QUERY = (
     "query Page($slug: String!, $after: String) { petition(slug: $slug) { signatureCount "
@@ -32,6 +37,8 @@ SIGNED_NAME = re.compile(rb'"name":\s*"R(\d+)T(\d+) N(\d+)"')
 PACED_NAME = re.compile(rb'"name":\s*"Bench S(\d+)"')
 COUNT_IN = re.compile(rb'"signatureCount":\s*(\d+)')
 CODE_IN = re.compile(rb'"code":\s*"(\w+)"')
+# A signature taken in confirmation mode: waiting for its mail, no refusal.
+CONFIRM_ACK = re.compile(rb'"needsConfirmation":\s*true\s*,\s*"errors":\s*\[\s*\]')
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,10 @@ class Workload:
     """`static`: the same request every time, or, with `vary`, the same but for a nonce
     ("<thread>-<counter>", put where NONCE stands in the path or body): requests a result
     cache cannot answer. `sign`: a new signer every time, on one petition, identified by
-    `run`, the thread (or connection) and a per-thread counter."""
+    `run`, the thread (or connection) and a per-thread counter; with `confirm`, the document
+    asks for `needsConfirmation` and a signature counts as acknowledged when that is true with
+    no error (confirmation mode: the answer names nobody, so only pyload, which knows which
+    request it answers, lists the acknowledged ones; wrk only counts them)."""
 
     kind: str  # "static" | "sign"
     method: str = "POST"
@@ -49,6 +59,7 @@ class Workload:
     run: int = 0
     email_tag: str = "bench"
     vary: bool = False
+    confirm: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,25 +104,25 @@ def with_nonce(text: str, nonce: str) -> str:
     return text.replace(NONCE, nonce)
 
 
-def sign_workload(petition_id: str, run: int, email_tag: str) -> Workload:
-    return Workload("sign", petition_id=petition_id, run=run, email_tag=email_tag)
+def sign_workload(petition_id: str, run: int, email_tag: str, *, confirm: bool = False) -> Workload:
+    return Workload("sign", petition_id=petition_id, run=run, email_tag=email_tag, confirm=confirm)
 
 
-def sign_prefix(petition_id: str) -> str:
+def sign_prefix(petition_id: str, confirm: bool = False) -> str:
     """Everything of a `signPetition` body up to the first name."""
     return (
         '{"query":'
-        + json.dumps(SIGN_MUTATION)
+        + json.dumps(SIGN_CONFIRM_MUTATION if confirm else SIGN_MUTATION)
         + ',"variables":{"input":{"petitionId":"'
         + petition_id
         + '","firstName":"'
     )
 
 
-def sign_body(petition_id: str, first: str, last: str, email: str) -> bytes:
+def sign_body(petition_id: str, first: str, last: str, email: str, confirm: bool = False) -> bytes:
     """The JSON body of one `signPetition` (the Lua script builds the same string)."""
     tail = '","lastName":"' + last + '","email":"' + email + '"}}}'
-    return (sign_prefix(petition_id) + first + tail).encode()
+    return (sign_prefix(petition_id, confirm) + first + tail).encode()
 
 
 def signer(workload: Workload, thread: int, k: int) -> tuple[str, str, str]:
@@ -200,7 +211,10 @@ end
         # `response` costs a little Lua per answer; it keeps `answered` honest for every run.
         return setup + body + _LUA_DONE
     sign = (
-        _LUA_SIGN.replace("@PREFIX@", _lua_string(sign_prefix(workload.petition_id)))
+        _LUA_SIGN.replace(
+            "@RESPONSE@", _LUA_CONFIRM_RESPONSE if workload.confirm else _LUA_RESPONSE
+        )
+        .replace("@PREFIX@", _lua_string(sign_prefix(workload.petition_id, workload.confirm)))
         .replace("@RUN@", str(workload.run))
         .replace("@EMAIL_PREFIX@", _lua_string(f"{workload.email_tag}-r{workload.run}-t"))
         .replace("@PATH@", _lua_string(workload.path))
@@ -225,12 +239,29 @@ function request()
     id .. "-" .. k .. '@example.org"}}}'
   return wrk.format(nil, @PATH@, nil, body)
 end
+@RESPONSE@"""
+
+_LUA_RESPONSE = r"""
 function response(status, headers, body)
   answered = answered + 1
   local k = string.match(body, '"name":%s*"R%d+T%d+ N(%d+)"')
   if status == 200 and k then
     ok = ok + 1
     acked[#acked + 1] = tonumber(k)
+  else
+    refused = refused + 1
+  end
+end
+"""
+
+# Confirmation mode: the answer names nobody (and wrk does not say which request an answer
+# is for), so acknowledgements are counted and `acked` stays empty.
+_LUA_CONFIRM_RESPONSE = r"""
+local taken = '"needsConfirmation":%s*true%s*,%s*"errors":%s*%[%s*%]'
+function response(status, headers, body)
+  answered = answered + 1
+  if status == 200 and string.find(body, taken) then
+    ok = ok + 1
   else
     refused = refused + 1
   end
