@@ -34,7 +34,7 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the CI run: small, < 60 s")
+    parser.add_argument("--quick", action="store_true", help="the CI run: small, about 75 s")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="sqlite")
     parser.add_argument("--out", type=Path, default=BENCH_ROOT / "bench" / "results")
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""How long and how big each phase is: the full run, and the quick one CI uses (< 60 s)."""
+"""How long and how big each phase is: the full run, and the quick one CI uses (about 75 s)."""
 
 from __future__ import annotations
 
