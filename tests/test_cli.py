@@ -8,9 +8,11 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ import cli
 from models import TokenRole
 from server import Settings
 from subscriptions import CountChanged, Hub
-from tests.conftest import REDIS_URL, needs_postgres
+from tests.conftest import REDIS_URL, fresh_postgres_database, needs_postgres
 from tests.factories import petition_input
 from tests.processes import PETITIONS, server_process
 
@@ -39,6 +41,18 @@ class Ran:
     code: int
     out: str
     err: str
+
+
+@pytest.fixture
+def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
+    """A fresh SQLite database only: the command is a thin layer over the domain, which the
+    other tests hold on both backends; its PostgreSQL path (connecting, publishing through
+    Redis) is held by `test_erase_tells_running_servers_through_the_broadcast_url`."""
+    path = tmp_path / "petitions.sqlite3"
+    shutil.copyfile(migrated_sqlite, path)
+    return Settings(
+        database_url=f"sqlite://{path}", channel_prefix=f"test-cli-{uuid.uuid4().hex[:12]}"
+    )
 
 
 def env_of(settings: Settings) -> dict[str, str]:
@@ -274,13 +288,19 @@ async def test_erase_removes_a_signer_and_the_export_shrinks(settings):
 
 
 @needs_postgres
-async def test_erase_tells_running_servers_through_the_broadcast_url(tmp_path):
+async def test_erase_tells_running_servers_through_the_broadcast_url(migrated_postgres):
     assert REDIS_URL
-    settings = Settings(
-        database_url=f"sqlite://{tmp_path / 'petitions.sqlite3'}",
-        broadcast_url=REDIS_URL,
-        channel_prefix=f"test-cli-{uuid.uuid4().hex[:12]}",
-    )
+    async with fresh_postgres_database(migrated_postgres) as url:
+        settings = Settings(
+            database_url=url,
+            broadcast_url=REDIS_URL,
+            channel_prefix=f"test-cli-{uuid.uuid4().hex[:12]}",
+        )
+        await _erase_through_redis(settings)
+
+
+async def _erase_through_redis(settings: Settings) -> None:
+    assert REDIS_URL
     env = env_of(settings)
     await petitions("demo", env=env)
     hub = Hub(REDIS_URL, prefix=settings.channel_prefix)
