@@ -310,24 +310,18 @@ async def signing(ctx: Context) -> None:
     if code != 0:
         problems.append(f"petitions check-counts exit {code}: {(out + err).strip()[-300:]}")
     run.raw["sign_accounting"] = report
-    exact = not problems
     note = (
         f"{report['acknowledged']} acked, {report['stored']} stored, "
         f"{report['stored_unacknowledged']} stored unacked of {report['unanswered']} unanswered"
     )
-    run.add(
-        Figure(
-            "sign_exact",
-            "signing exact (no lost/duplicate; count = rows)",
-            1.0 if exact else 0.0,
-            "ok" if exact else "FAIL",
-            target="exact",
-            met=exact,
-            note=note if exact else "; ".join(problems),
-        )
+    _exactness(
+        run,
+        "sign_exact",
+        "signing exact (no lost/duplicate; count = rows)",
+        note,
+        problems,
+        "signing",
     )
-    for problem in problems:
-        run.fail(f"signing: {problem}")
     await signing_confirmed(ctx)
 
 
@@ -507,16 +501,28 @@ async def signing_confirmed(ctx: Context) -> None:
             note=mail_note if sink is not None else f"{mail_note}; {smtp_note}",
         )
     )
-    exact = not problems
     note = (
         f"{report['acknowledged']} acked, {report['stored']} stored PENDING, "
         f"{report['stored_unacknowledged']} stored unacked of {report['unanswered']} "
         f"unanswered; one mail each: {delivered} delivered + {mails['waiting']} waiting"
     )
+    _exactness(
+        run,
+        "sign_confirm_exact",
+        "confirmation mode exact (all pending, uncounted; one mail each)",
+        note,
+        problems,
+        "signing, confirmation mode",
+    )
+
+
+def _exactness(run: Run, key: str, label: str, note: str, problems: list[str], phase: str) -> None:
+    """A correctness figure: "ok" with `note`, or FAIL with the problems, each failing the run."""
+    exact = not problems
     run.add(
         Figure(
-            "sign_confirm_exact",
-            "confirmation mode exact (all pending, uncounted; one mail each)",
+            key,
+            label,
             1.0 if exact else 0.0,
             "ok" if exact else "FAIL",
             target="exact",
@@ -525,7 +531,7 @@ async def signing_confirmed(ctx: Context) -> None:
         )
     )
     for problem in problems:
-        run.fail(f"signing, confirmation mode: {problem}")
+        run.fail(f"{phase}: {problem}")
 
 
 async def settled_counters(url: str, pk: int, within: float = 15.0) -> seed.Counters:
