@@ -61,7 +61,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--skip",
         default="",
         help="comma-separated phases to leave out: "
-        "baselines,signing,reads,safety,exports,pages,fanout,names",
+        "baselines,signing,confirmation,reads,safety,exports,pages,fanout,names (confirmation: "
+        "signing with confirmation mode on, e.g. against a --service that has none)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, Lua)")
     return parser.parse_args(argv)
@@ -101,7 +102,15 @@ async def run_backend(backend: str, plan: Plan, tool: LoadTool, args: argparse.N
                 )
             )
         await deployment.prepare()
-        ctx = phases.Context(plan, loader, deployment, baselines, run, uuid.uuid4().hex[:8])
+        ctx = phases.Context(
+            plan,
+            loader,
+            deployment,
+            baselines,
+            run,
+            uuid.uuid4().hex[:8],
+            confirmation="confirmation" not in skip,
+        )
         if "pages" not in skip or "reads" not in skip:
             await _phase(run, "seed", phases.seed_deep, ctx, deployment)
         await deployment.start()

@@ -53,6 +53,7 @@ class Context:
     email_tag: str
     deep_pk: int = 0
     deep_total: int = 0
+    confirmation: bool = True  # signing also runs with confirmation mode on
 
     @property
     def urls(self) -> list[str]:
@@ -322,7 +323,8 @@ async def signing(ctx: Context) -> None:
         problems,
         "signing",
     )
-    await signing_confirmed(ctx)
+    if ctx.confirmation:
+        await signing_confirmed(ctx)
 
 
 async def signing_confirmed(ctx: Context) -> None:
