@@ -373,9 +373,7 @@ class Mutation:
         if fields is None:
             return EraseSignerPayload(signatures=0, comments=0, errors=errors)
         erased = await models.erase_signer(input.email, publisher=context.hub)
-        return EraseSignerPayload(
-            signatures=erased.signatures, comments=erased.comments, errors=[]
-        )
+        return EraseSignerPayload(signatures=erased.signatures, comments=erased.comments, errors=[])
 
 
 async def _email(email: str) -> str:

@@ -49,9 +49,7 @@ strawberry.enum(
 @strawberry.type(description="Where some of a petition's signatures came from (admins only).")
 class SignatureSource:
     kind: SignatureSourceKind = strawberry.field(description="What `value` is.")
-    value: str = strawberry.field(
-        description="An IP address, an email domain, or a country code."
-    )
+    value: str = strawberry.field(description="An IP address, an email domain, or a country code.")
     count: int = strawberry.field(description="Signatures from it in the window asked.")
     share: float = strawberry.field(
         description="`count` over all the petition's signatures in that window."

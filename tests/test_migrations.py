@@ -195,8 +195,10 @@ async def test_integrity_folds_gmail_spellings_and_keeps_the_unique_constraints(
     await migrate(empty_database)
     # then the later spelling of one mailbox is struck off, and the count follows
     async with open_database(empty_database, create_schema=False):
-        rows = await Signature.all().order_by("number").values_list(
-            "number", "email_canonical", "email_domain", "status"
+        rows = (
+            await Signature.all()
+            .order_by("number")
+            .values_list("number", "email_canonical", "email_domain", "status")
         )
         petition = await Petition.get(slug="a")
         comment = await Comment.get(body="one")
