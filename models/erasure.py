@@ -39,7 +39,7 @@ from .tables import (
     Signature,
     SignatureStatus,
 )
-from .text import canonical_email
+from .text import Cleaner, canonical_email
 from .writer import marks
 
 Progress = Callable[[int], object]
@@ -55,7 +55,11 @@ class Erased:
 async def erase_signer(
     email: str, *, publisher: Publisher, progress: Progress | None = None
 ) -> Erased:
-    """Delete every signature and comment of `email`'s mailbox, over all petitions."""
+    """Delete every signature and comment of `email`'s mailbox, over all petitions
+    (`INVALID_INPUT` on `email` when it does not read as one)."""
+    clean = Cleaner()
+    email = clean.email("email", email)
+    clean.done()
     canonical = canonical_email(email)
     events: list[Event] = []
     signatures = comments = 0

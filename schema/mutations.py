@@ -369,16 +369,7 @@ class Mutation:
         context = info.context
         if not context.admin:
             return EraseSignerPayload(signatures=0, comments=0, errors=unauthorized())
-        fields, errors = await attempt(_email(input.email))
-        if fields is None:
+        erased, errors = await attempt(models.erase_signer(input.email, publisher=context.hub))
+        if erased is None:
             return EraseSignerPayload(signatures=0, comments=0, errors=errors)
-        erased = await models.erase_signer(input.email, publisher=context.hub)
         return EraseSignerPayload(signatures=erased.signatures, comments=erased.comments, errors=[])
-
-
-async def _email(email: str) -> str:
-    """`email`, if it reads as one (`INVALID_INPUT` on `email` if not)."""
-    clean = models.Cleaner()
-    text = clean.email("email", email)
-    clean.done()
-    return text
