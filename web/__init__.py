@@ -1,0 +1,1 @@
+"""The pages, the embeddable counter and the dashboard."""
