@@ -5,6 +5,7 @@ verdict, hot subscriptions served in cohorts, and the websocket limits Strawberr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import AsyncGenerator
@@ -126,14 +127,14 @@ class GraphQLApp(GraphQL[Context, None]):
         cache: ResultCache = request.state.cache
         key = await _cache_key(request)
         if key is not None and (kept := cache.get(key)) is not None:
-            await _send_json(send, kept, _cache_control(request, cacheable=True), b"hit")
+            await _send_json(request, send, kept, cacheable=True, x_cache=b"hit")
             return
         since = cache.changes.now
         if (compiled := await self._compiled(request)) is not None:
             answer, reads = compiled
             cacheable = _keep(cache, key, answer, reads, since)
             x_cache = b"miss" if key is not None else None
-            await _send_json(send, answer, _cache_control(request, cacheable=cacheable), x_cache)
+            await _send_json(request, send, answer, cacheable=cacheable, x_cache=x_cache)
             return
         try:
             response = await self.run(request)
@@ -147,6 +148,10 @@ class GraphQLApp(GraphQL[Context, None]):
             and body is not None
             and _keep(cache, key, body, context.reads, since)
         )
+        if cacheable and request.method == "GET":
+            assert body is not None
+            await _send_json(request, send, body, cacheable=True, x_cache=b"miss")
+            return
         response.headers["Cache-Control"] = _cache_control(request, cacheable=cacheable)
         if key is not None:
             response.headers["X-Cache"] = "miss"
@@ -230,19 +235,36 @@ def _keep(cache: ResultCache, key: bytes | None, body: bytes, reads: Reads, sinc
 
 def _cache_control(request: Request, *, cacheable: bool) -> str:
     """Honest caching for GET: a public answer may be kept a second (a CDN absorbs the
-    reloaders; live pages subscribe); anything else is never stored."""
+    reloaders; live pages subscribe), then revalidated with its ETag (pollers get 304 while
+    nothing changed); anything else is never stored."""
     if cacheable and request.method == "GET":
         return "public, max-age=1"
     return "no-store"
 
 
-async def _send_json(send: Send, body: bytes, cache_control: str, x_cache: bytes | None) -> None:
+def _etag(body: bytes) -> bytes:
+    return b'"' + hashlib.blake2b(body, digest_size=12).hexdigest().encode() + b'"'
+
+
+async def _send_json(
+    request: Request, send: Send, body: bytes, *, cacheable: bool, x_cache: bytes | None
+) -> None:
+    """Send an answer; a cacheable GET carries its ETag, and is answered 304 without a body
+    when the client holds that answer already."""
     headers = [
         (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", cache_control.encode()),
+        (b"cache-control", _cache_control(request, cacheable=cacheable).encode()),
     ]
     if x_cache is not None:
         headers.append((b"x-cache", x_cache))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    status = 200
+    if cacheable and request.method == "GET":
+        etag = _etag(body)
+        headers.append((b"etag", etag))
+        held = request.headers.get("if-none-match")
+        if held is not None and etag.decode() in {tag.strip() for tag in held.split(",")}:
+            status, body = 304, b""
+    if status == 200:
+        headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -105,6 +105,33 @@ async def test_get_answers_say_honestly_how_long_they_may_be_kept(gql, http):
     assert admin.headers["cache-control"] == "no-store"
 
 
+async def test_polling_get_revalidates_with_its_etag(gql, http):
+    # given a poller holding the count's answer
+    petition = await create_petition(gql)
+    params = {"query": COUNT, "variables": f'{{"slug": "{petition["slug"]}"}}'}
+    first = await http.get("/graphql", params=params)
+    etag = first.headers["etag"]
+
+    # when it asks again, before and after a signature
+    unchanged = await http.get("/graphql", params=params, headers={"If-None-Match": etag})
+    await sign(gql, petition["id"], 1)
+    changed = await http.get("/graphql", params=params, headers={"If-None-Match": etag})
+
+    # then nothing is sent while nothing changed, and the new count once it has
+    assert (first.status_code, unchanged.status_code, changed.status_code) == (200, 304, 200)
+    assert unchanged.content == b""
+    assert unchanged.headers["etag"] == etag
+    assert changed.headers["etag"] != etag
+    assert changed.json()["data"]["petition"]["signatureCount"] == 1
+    posted = await http.post(
+        "/graphql",
+        json={"query": COUNT, "variables": {"slug": petition["slug"]}},
+        headers={"If-None-Match": etag},
+    )
+    assert posted.status_code == 200
+    assert "etag" not in posted.headers
+
+
 async def test_drafts_never_leak_through_the_cache(gql, http):
     petition = await create_petition(gql, status="DRAFT")
     admin_view = await http.post(
