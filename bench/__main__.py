@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import exports, fanout, phases, report, safety
+from bench import exports, fanout, phases, report, safety, surfaces
 from bench.load import Loader, LoadTool
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import BENCH_ROOT, BenchError, Processes, Service
@@ -61,8 +61,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--skip",
         default="",
         help="comma-separated phases to leave out: "
-        "baselines,signing,confirmation,reads,safety,exports,pages,fanout,names (confirmation: "
-        "signing with confirmation mode on, e.g. against a --service that has none)",
+        "baselines,signing,confirmation,reads,safety,exports,pages,surfaces,fanout,names "
+        "(confirmation: signing with confirmation mode on, e.g. against a --service that has "
+        "none)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, Lua)")
     return parser.parse_args(argv)
@@ -111,7 +112,7 @@ async def run_backend(backend: str, plan: Plan, tool: LoadTool, args: argparse.N
             uuid.uuid4().hex[:8],
             confirmation="confirmation" not in skip,
         )
-        if "pages" not in skip or "reads" not in skip:
+        if {"pages", "reads", "surfaces"} - skip:
             await _phase(run, "seed", phases.seed_deep, ctx, deployment)
         await deployment.start()
         run.deployment = {**deployment.describe(), "baseline_processes": len(baselines)}
@@ -123,6 +124,7 @@ async def run_backend(backend: str, plan: Plan, tool: LoadTool, args: argparse.N
             ("safety", "spam filter", safety.spam_filter),
             ("exports", "exports", exports.exports),
             ("pages", "pages", phases.pages),
+            ("surfaces", "surfaces", surfaces.pages),
         ]
         for size in plan.fanout_sizes:
             steps.append(("fanout", f"fan-out {size:,}", _fanout_of(size)))
