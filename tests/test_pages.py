@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -497,7 +498,8 @@ async def test_after_a_restart_the_widget_and_the_page_reconnect(
         await expect(count).to_have_text(str(DEMO_COUNT))
 
     # when: an operator restarts the service (same port, same database), and someone signs
-    assert await service.stop() == 0, service.output()
+    # (uvicorn re-raises the signal once its graceful shutdown is done)
+    assert await service.stop() in {0, -signal.SIGTERM}, service.output()
     await service.start()
     returned_at = time.monotonic()
     assert await sign_through_api(service, 1) == DEMO_COUNT + 1
