@@ -40,6 +40,7 @@ from serving.confirm import confirm_page
 from serving.exports import signatures_export
 from serving.mailer import Mailer, parse_smtp_url
 from subscriptions import Hub
+from web import Surfaces
 
 log = logging.getLogger("petitions")
 
@@ -297,8 +298,9 @@ async def healthz(request: Request) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> Starlette:
     """The whole service as one ASGI app."""
     settings = settings or Settings.from_env()
+    schema = make_schema(introspection=settings.introspection, limits=settings.limits)
     graphql = GraphQLApp(
-        make_schema(introspection=settings.introspection, limits=settings.limits),
+        schema,
         allowed_origins=settings.allowed_origins,
         graphql_ide="graphiql" if settings.introspection else None,  # useless without it
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout),
@@ -390,6 +392,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/confirm/{token}", confirm_page, methods=["GET", "POST"]),
             Route("/petitions/{slug}/signatures.{format}", signatures_export, methods=["GET"]),
+            # the pages, the embed, /widget.js, the dashboard and their static files (web/)
+            *Surfaces(
+                schema, allowed_origins=settings.allowed_origins, public_url=settings.public_url
+            ).routes,
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -1,0 +1,63 @@
+"""The response headers of the pages: a Content-Security-Policy that allows what each page
+loads and nothing more (no inline script or style anywhere), and who may frame it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+
+_COMMON = {
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def origin_of(url: str) -> str | None:
+    """`https://host[:port]` of an absolute http(s) URL, None for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class Framing:
+    """Who may frame which page: nobody the page and the dashboard; the embed, the origins of
+    PETITIONS_ALLOWED_ORIGINS (anyone with `*`)."""
+
+    def __init__(self, allowed_origins: Sequence[str]) -> None:
+        if "*" in allowed_origins:
+            self.embed = "*"
+        else:
+            self.embed = " ".join(["'self'", *allowed_origins])
+
+
+def _websockets(request: Request) -> str:
+    """The service's own websocket origins: CSP's 'self' covers ws: and wss: of the page's
+    own host in current browsers, but not in every browser still in use."""
+    host = request.headers.get("host") or request.url.netloc
+    return f"ws://{host} wss://{host}"
+
+
+def page_headers(
+    request: Request, *, frame_ancestors: str = "'none'", images: Sequence[str] = ()
+) -> dict[str, str]:
+    """Headers of a page: `frame_ancestors` a CSP source list ('none' adds X-Frame-Options:
+    DENY for browsers without CSP 3), `images` origins of petition images beside the service's."""
+    csp = "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            " ".join(["img-src 'self'", *images]),
+            f"connect-src 'self' {_websockets(request)}",
+            "form-action 'self'",
+            "base-uri 'none'",
+            f"frame-ancestors {frame_ancestors}",
+        ]
+    )
+    headers = {"Content-Security-Policy": csp, **_COMMON}
+    if frame_ancestors == "'none'":
+        headers["X-Frame-Options"] = "DENY"
+    return headers
