@@ -75,7 +75,8 @@ async def launched_chromium() -> AsyncIterator[Browser]:
     """A headless Chromium driven by Playwright (Debian's, not a Playwright download)."""
     path = find_chromium()
     if path is None:
-        where = os.environ.get("PETITIONS_TEST_CHROMIUM") or "/usr/bin/chromium nor on the PATH"
+        named = os.environ.get("PETITIONS_TEST_CHROMIUM")
+        where = f"no {named}" if named else "neither /usr/bin/chromium nor chromium on the PATH"
         unavailable(f"Chromium not found ({where}); set PETITIONS_TEST_CHROMIUM to its path")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(path))

@@ -134,6 +134,12 @@ async def service(database: Path) -> AsyncIterator[Service]:
         yield service
 
 
+@pytest.fixture(scope="session")
+def axe() -> Path:
+    """axe-core's script, looked for before any browser or server is started."""
+    return axe_script()
+
+
 @pytest.fixture
 def site() -> Iterator[ThirdPartySite]:
     with third_party_site() as site:
@@ -603,9 +609,8 @@ async def add_comment(service: Service, author: str, body: str) -> str:
 
 @pytest.mark.parametrize("path", [PAGE, EMBED, DASHBOARD], ids=["page", "embed", "dashboard"])
 async def test_no_serious_or_critical_axe_violation(
-    shared_service: Service, contexts: Contexts, path: str
+    axe: Path, shared_service: Service, contexts: Contexts, path: str
 ) -> None:
-    axe = axe_script()
     # axe is injected as an inline script, which the pages' CSP rightly forbids
     page = await contexts.page(shared_service.url + path, bypass_csp=True)
     if path == DASHBOARD:
