@@ -15,6 +15,14 @@ from .database import activate, open_database, ping, tortoise_config
 from .demo import DEMO_SLUG, load_demo
 from .erasure import Erased, anonymise, erase_signer
 from .errors import Problem, RefusalCode, Refused
+from .figures import (
+    OutOfRange,
+    country_counts,
+    milestones,
+    milestones_reached,
+    next_bucket,
+    signatures_over_time,
+)
 from .outbox import Mail
 from .petitions import (
     create_petition,
@@ -39,10 +47,14 @@ from .statuses import (
 )
 from .tables import (
     ApiToken,
+    BucketCount,
     Comment,
     CommentChange,
     CommentReport,
     CommentStatus,
+    CountryCount,
+    Interval,
+    Milestone,
     OutboxMail,
     Petition,
     PetitionStatus,
@@ -55,6 +67,16 @@ from .tokens import Roles
 from .writer import SignatureWriter, Stopped
 
 __all__ = [
+    "BucketCount",
+    "CountryCount",
+    "Milestone",
+    "Interval",
+    "OutOfRange",
+    "country_counts",
+    "milestones",
+    "milestones_reached",
+    "next_bucket",
+    "signatures_over_time",
     "Cleaner",
     "Erased",
     "Roles",

@@ -1,18 +1,22 @@
 """Counts that can be audited: every stored counter against the rows behind it (valid
-signatures, published comments), and the signature clock against the numbers given."""
+signatures, published comments; the figures by country and by bucket, and the milestones the
+count has passed), and the signature clock against the numbers given."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from datetime import datetime
+from typing import Any, cast
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F, Q
 from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
 
-from .tables import Comment, CommentStatus, Petition, Signature, SignatureStatus
+from . import figures
+from .tables import Comment, CommentStatus, Interval, Petition, Signature, SignatureStatus
 
 
 @dataclass(frozen=True)
@@ -22,10 +26,17 @@ class CountDifference:
     counter: str
     stored: int
     actual: int
+    entry: str | None = None  # which country, bucket or milestone, for the figures' counters
 
     def __str__(self) -> str:
         where = f"{self.slug} (#{self.petition_id})"
-        return f"{where}: {self.counter} is {self.stored}, rows say {self.actual}"
+        if self.counter == _MILESTONE:
+            return f"{where}: milestone {self.entry} is reached, but no row says when"
+        counter = self.counter if self.entry is None else f"{self.counter} {self.entry}"
+        return f"{where}: {counter} is {self.stored}, rows say {self.actual}"
+
+
+_COUNTRY, _BUCKET, _MILESTONE = "country_count", "bucket_count", "milestone"
 
 
 SCAN_STEP = 50_000  # signature ids counted by one query of the scan
@@ -77,7 +88,8 @@ async def count_differences(
         or row["comment_count"] != published.get(row["id"], 0)
         or row["last_signature_number"] < numbered.get(row["id"], 0)
     ]
-    return await _differences(suspects) if suspects else []
+    counters = await _differences(suspects) if suspects else []
+    return counters + await _figure_differences()
 
 
 async def _differences(petition_ids: list[int]) -> list[CountDifference]:
@@ -125,6 +137,66 @@ async def _differences(petition_ids: list[int]) -> list[CountDifference]:
     return found
 
 
+async def _figure_differences() -> list[CountDifference]:
+    """Every petition's figures (by country, by bucket, milestones) against its valid
+    signatures: counted without a lock first, then, where they seem to differ, again under the
+    petition's row lock, which every change of them takes (a consistent count)."""
+    found: list[CountDifference] = []
+    for petition_id in await Petition.all().order_by("id").values_list("id", flat=True):
+        if await _figures_of(int(cast(int, petition_id)), lock=False):
+            found += await _figures_of(int(cast(int, petition_id)), lock=True)
+    return found
+
+
+async def _figures_of(petition_id: int, *, lock: bool) -> list[CountDifference]:
+    async with in_transaction() as connection:
+        rows = Petition.filter(id=petition_id).using_db(connection)
+        petition = await (rows.select_for_update() if lock else rows).first()
+        if petition is None:
+            return []
+        counted = await figures.counted_figures(connection, petition_id)
+        stored = await figures.stored_figures(connection, petition_id)
+        missing = await figures.missing_milestones(connection, petition)
+
+    def differences(
+        counter: str, stored: dict[Any, int], counted: dict[Any, int], name: Callable[[Any], str]
+    ) -> list[CountDifference]:
+        return [
+            CountDifference(
+                petition_id,
+                petition.slug,
+                counter,
+                stored.get(key, 0),
+                counted.get(key, 0),
+                name(key),
+            )
+            for key in sorted(stored.keys() | counted.keys())
+            if stored.get(key, 0) != counted.get(key, 0)
+        ]
+
+    return [
+        *differences(_COUNTRY, stored.countries, counted.countries, str),
+        *differences(_BUCKET, stored.buckets, counted.buckets, _bucket_name),
+        *(CountDifference(petition_id, petition.slug, _MILESTONE, 0, 1, str(t)) for t in missing),
+    ]
+
+
+def _bucket_name(key: tuple[Interval, datetime]) -> str:
+    return f"{key[0].value} {key[1].isoformat()}"
+
+
+async def _repair_figure(connection: BaseDBAsyncClient, difference: CountDifference) -> None:
+    assert difference.entry is not None
+    pk = difference.petition_id
+    if difference.counter == _COUNTRY:
+        await figures.set_country(connection, pk, difference.entry)
+    elif difference.counter == _BUCKET:
+        interval, start = difference.entry.split(" ", 1)
+        await figures.set_bucket(connection, pk, Interval(interval), datetime.fromisoformat(start))
+    else:
+        await figures.restore_milestone(connection, pk, int(difference.entry))
+
+
 async def repair_counts(differences: list[CountDifference]) -> None:
     """Set each differing counter to a fresh count of its rows.
 
@@ -134,6 +206,9 @@ async def repair_counts(differences: list[CountDifference]) -> None:
         async with in_transaction() as connection:
             petition = Petition.filter(id=difference.petition_id).using_db(connection)
             await petition.update(signature_count=F("signature_count"))  # the row lock
+            if difference.entry is not None:
+                await _repair_figure(connection, difference)
+                continue
             signatures = Signature.filter(
                 petition_id=difference.petition_id, status=SignatureStatus.VALID
             ).using_db(connection)

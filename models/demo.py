@@ -9,6 +9,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from . import figures
 from .comments import Moderation, store_comment
 from .tables import Petition, Signature
 
@@ -53,22 +54,23 @@ async def load_demo() -> Petition:
         )
         await Petition.filter(id=petition.id).using_db(connection).update(created_at=started)
         step = (now - started) / (len(signers) + 1)
-        await Signature.bulk_create(
-            [
-                Signature(
-                    petition_id=petition.id,
-                    number=number,
-                    first_name=first,
-                    last_name=last,
-                    email=f"demo-signer-{number}@example.org",
-                    email_canonical=f"demo-signer-{number}@example.org",
-                    email_domain="example.org",
-                    created_at=started + step * number,
-                )
-                for number, (first, last) in enumerate(signers, start=1)
-            ],
-            using_db=connection,
-        )
+        signatures = [
+            Signature(
+                petition_id=petition.id,
+                number=number,
+                first_name=first,
+                last_name=last,
+                email=f"demo-signer-{number}@example.org",
+                email_canonical=f"demo-signer-{number}@example.org",
+                email_domain="example.org",
+                created_at=started + step * number,
+            )
+            for number, (first, last) in enumerate(signers, start=1)
+        ]
+        await Signature.bulk_create(signatures, using_db=connection)
+        await figures.move(connection, petition.id, figures.Tally.of(signatures))
+        signed_at = [signature.created_at for signature in signatures]
+        await figures.reach_as_signed(connection, petition, signed_at)
         # Judged by the spam filter as any new comment is: the seed's second is spam.
         for index, comment in enumerate(data["comments"], start=1):
             await store_comment(

@@ -1,8 +1,8 @@
 """Forgetting people: a signer's erasure on request, and the anonymisation of closed petitions.
 
 `erase_signer` deletes every signature and comment of one mailbox (its canonical email), over
-all petitions: each petition's count drops by the valid signatures it loses, under its row
-lock, with a tick of its signature clock that every process is told of (`CountChanged`); a
+all petitions: each petition's count and figures drop by the valid signatures it loses, under
+its row lock, with a tick of its signature clock that every process is told of (`CountChanged`); a
 published comment is first taken down as a moderator would (`commentRemoved`), then deleted
 with its log entries. `anonymise` strips the emails and client addresses of the signatures of
 petitions closed for some days, keeping names, countries and counts.
@@ -28,6 +28,7 @@ from tortoise.transactions import in_transaction
 
 from subscriptions import Event, Publisher
 
+from . import figures
 from .comments import set_comment_status
 from .statuses import lock_petition, tick
 from .tables import (
@@ -69,10 +70,11 @@ async def erase_signer(
         async with in_transaction() as connection:
             petition = await lock_petition(connection, petition_id)
             rows = Signature.filter(petition_id=petition_id, email_canonical=canonical)
-            valid = await rows.filter(status=SignatureStatus.VALID).using_db(connection).count()
+            valid = rows.filter(status=SignatureStatus.VALID)
+            tally = await figures.tally_rows(connection, valid, -1)
             deleted = await rows.using_db(connection).delete()  # its outbox mails go with it
-            if petition is not None and valid:
-                events.append(await tick(connection, petition, -valid))
+            if petition is not None and tally.total:
+                events += await tick(connection, petition, tally.total, tally)
         signatures += deleted
         if progress is not None:
             progress(deleted)

@@ -8,9 +8,11 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
 
-from subscriptions import PetitionChanged, Publisher
+from subscriptions import Event, PetitionChanged, Publisher
 
+from . import figures
 from .errors import RefusalCode, Refused
 from .tables import (
     Comment,
@@ -104,6 +106,7 @@ async def create_petition(
     status: PetitionStatus = PetitionStatus.OPEN,
     closes_at: datetime | None = None,
 ) -> Petition:
+    """A new petition (its count is 0: a goal, at least 1, is not reached yet)."""
     clean = Cleaner()
     values: dict[str, Any] = {
         "title": clean.line("title", title),
@@ -188,15 +191,21 @@ async def update_petition(
     if closing and values.get("status") is PetitionStatus.CLOSED:
         values["closed_at"] = datetime.now(UTC)  # `petitions anonymise` counts from here
     if values:
-        # Never write the counters from this (possibly stale) copy: update only what changed.
-        await Petition.filter(id=petition_id).update(**values)
-        await petition.refresh_from_db()
-        await publisher.publish(
-            PetitionChanged(
-                petition.id,
-                petition.signature_count,
-                petition.signature_goal,
-                petition.last_signature_number,
-            )
+        reached: list[Event] = []
+        async with in_transaction() as connection:
+            # Never write the counters from this (possibly stale) copy: update only what
+            # changed, under the row lock, where a goal at or below the count is reached.
+            rows = Petition.filter(id=petition_id).using_db(connection)
+            await rows.select_for_update().first()
+            await rows.update(**values)
+            await petition.refresh_from_db(using_db=connection)
+            if "signature_goal" in values:
+                reached += await figures.reach_goal(connection, petition, datetime.now(UTC))
+        event = PetitionChanged(
+            petition.id,
+            petition.signature_count,
+            petition.signature_goal,
+            petition.last_signature_number,
         )
+        await publisher.publish(event, *reached)
     return petition

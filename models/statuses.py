@@ -1,11 +1,12 @@
 """Moving signatures between statuses after they were signed: a signer's confirmation, an
 admin's strike (or release), and the fraud tools' view of where signatures come from.
 
-Every move happens under the petition's row lock, moves `signature_count` by the valid
-signatures it adds or takes away, and numbers the signatures that become valid for the first
-time (see `signing` on numbers and statuses). A move that changes the count other than by
-announcing new signatures takes one `tick` of the petition's signature clock and is pushed as a
-`CountChanged` carrying it, so that every process orders counts up and down alike.
+Every move happens under the petition's row lock, moves `signature_count` and the figures by
+country and by bucket (see `figures`) by the valid signatures it adds or takes away, and
+numbers the signatures that become valid for the first time (see `signing` on numbers and
+statuses). A move that changes the count other than by announcing new signatures takes one
+`tick` of the petition's signature clock and is pushed as a `CountChanged` carrying it, so that
+every process orders counts up and down alike.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tortoise.transactions import in_transaction
 
 from subscriptions import CountChanged, Event, Publisher
 
+from . import figures
 from .errors import RefusalCode, Refused
 from .signing import Signed, refusal_to_sign, signature_added
 from .tables import Petition, Signature, SignatureStatus
@@ -39,9 +41,12 @@ async def lock_petition(connection: BaseDBAsyncClient, petition_id: int) -> Peti
     return await Petition.filter(id=petition_id).select_for_update().using_db(connection).first()
 
 
-async def tick(connection: BaseDBAsyncClient, petition: Petition, counted: int) -> CountChanged:
-    """Move the locked petition's count by `counted` and take a tick of its signature clock:
-    the event that tells every process, with the count as it now stands."""
+async def tick(
+    connection: BaseDBAsyncClient, petition: Petition, counted: int, tally: figures.Tally
+) -> list[Event]:
+    """Move the locked petition's count by `counted` and its figures by `tally` (of the same
+    signatures), and take a tick of its signature clock: the event that tells every process,
+    with the count as it now stands, then any milestone the count passed for the first time."""
     await connection.execute_query(
         'UPDATE "petition" SET "signature_count" = "signature_count" + {}, '
         '"last_signature_number" = "last_signature_number" + 1 WHERE "id" = {}'.format(
@@ -49,14 +54,21 @@ async def tick(connection: BaseDBAsyncClient, petition: Petition, counted: int) 
         ),
         [counted, petition.id],
     )
+    await figures.move(connection, petition.id, tally)
+    before = petition.signature_count
     petition.signature_count += counted
     petition.last_signature_number += 1
-    return CountChanged(
+    changed = CountChanged(
         petition.id,
         petition.signature_count,
         petition.signature_goal,
         petition.last_signature_number,
     )
+    now = datetime.now(UTC)
+    return [
+        changed,
+        *await figures.reach(connection, petition, before, petition.signature_count, now),
+    ]
 
 
 async def number_as_valid(
@@ -81,13 +93,16 @@ async def number_as_valid(
         ),
         [len(signatures), len(signatures), petition.id],
     )
+    await figures.move(connection, petition.id, figures.Tally.of(signatures))
+    before = petition.signature_count
     events: list[Event] = []
     for offset, row in enumerate(signatures):
         row.status, row.number = SignatureStatus.VALID, first + offset
         petition.signature_count += 1
         petition.last_signature_number = row.number
         events.append(signature_added(row, petition))
-    return events
+    now = datetime.now(UTC)
+    return events + await figures.reach(connection, petition, before, petition.signature_count, now)
 
 
 # Confirmation ---------------------------------------------------------------------------------
@@ -223,6 +238,8 @@ async def strike_signatures(
         petition = locked
         matched = await rows.using_db(connection).count()
         if status is SignatureStatus.INVALID:
+            valid = rows.filter(status=SignatureStatus.VALID)
+            tally = await figures.tally_rows(connection, valid, -1)
             struck = (
                 await rows.filter(status=SignatureStatus.VALID)
                 .using_db(connection)
@@ -235,11 +252,9 @@ async def strike_signatures(
             )
             changed, counted = struck + held, -struck
         else:
-            counted = (
-                await rows.filter(status__in=_NOT_COUNTED, number__isnull=False)
-                .using_db(connection)
-                .update(status=SignatureStatus.VALID)
-            )
+            returning = rows.filter(status__in=_NOT_COUNTED, number__isnull=False)
+            tally = await figures.tally_rows(connection, returning)
+            counted = await returning.using_db(connection).update(status=SignatureStatus.VALID)
             fresh = (
                 await rows.filter(status__in=_NOT_COUNTED, number__isnull=True)
                 .using_db(connection)
@@ -248,7 +263,7 @@ async def strike_signatures(
             events = await number_as_valid(connection, petition, fresh)
             changed = counted + len(fresh)
         if counted:  # back at their places, or struck off: the count moves, unannounced
-            events.append(await tick(connection, petition, counted))
+            events += await tick(connection, petition, counted, tally)
     await publisher.publish(*events)
     return Struck(matched, changed, petition)
 

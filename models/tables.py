@@ -33,6 +33,14 @@ class SignatureStatus(StrEnum):
     INVALID = "INVALID"  # struck off by an admin
 
 
+class Interval(StrEnum):
+    """The width of a bucket of signatures over time; buckets start at whole UTC units."""
+
+    MINUTE = "MINUTE"
+    HOUR = "HOUR"
+    DAY = "DAY"
+
+
 class TokenRole(StrEnum):
     ADMIN = "admin"
     MODERATOR = "moderator"
@@ -118,6 +126,59 @@ class Signature(Model):
             ("petition", "email_domain"),
             ("email_canonical",),
         )
+
+
+class CountryCount(Model):
+    """A petition's valid signatures from one country (none kept for signatures without
+    one): moved with `signature_count`, in the same transaction, so figures never count rows."""
+
+    id = fields.BigIntField(primary_key=True)
+    petition: fields.ForeignKeyRelation[Petition] = fields.ForeignKeyField(
+        "models.Petition", related_name="country_counts", on_delete=fields.CASCADE
+    )
+    petition_id: int
+    country = fields.CharField(max_length=2)
+    count = fields.IntField(default=0)
+
+    class Meta:
+        table = "country_count"
+        unique_together = (("petition", "country"),)
+
+
+class BucketCount(Model):
+    """A petition's valid signatures signed in one minute, hour or day (UTC, by `created_at`):
+    moved with `signature_count`, in the same transaction. The unique index serves the reads,
+    a range of one interval's starts."""
+
+    id = fields.BigIntField(primary_key=True)
+    petition: fields.ForeignKeyRelation[Petition] = fields.ForeignKeyField(
+        "models.Petition", related_name="bucket_counts", on_delete=fields.CASCADE
+    )
+    petition_id: int
+    interval = fields.CharEnumField(Interval, max_length=6)
+    start = fields.DatetimeField()  # a whole UTC minute, hour or day
+    count = fields.IntField(default=0)
+
+    class Meta:
+        table = "bucket_count"
+        unique_together = (("petition", "interval", "start"),)
+
+
+class Milestone(Model):
+    """When a petition's count first reached a milestone (or its goal): written once, in the
+    transaction that moved the count there, and kept if the count drops again."""
+
+    id = fields.BigIntField(primary_key=True)
+    petition: fields.ForeignKeyRelation[Petition] = fields.ForeignKeyField(
+        "models.Petition", related_name="milestones", on_delete=fields.CASCADE
+    )
+    petition_id: int
+    count = fields.IntField()
+    reached_at = fields.DatetimeField()
+
+    class Meta:
+        table = "milestone"
+        unique_together = (("petition", "count"),)
 
 
 class Comment(Model):

@@ -5,10 +5,12 @@ A batch locks its petitions' rows (in id order, so two processes never deadlock)
 must be refused (closed, not found, an email twice in the batch), numbers the rest after the
 petition's last number and inserts them in one statement that skips any email already there
 (`ON CONFLICT DO NOTHING`: the unique constraint decides, so no read of earlier signatures can
-go stale or slow), moves each counter once, commits, and only then publishes the events, in
-number order, and answers the callers. When an email had signed before (rare), the batch's rows
-of that petition are inserted again without it, so the numbers given stay in line. Should a
-constraint fire all the same, the batch is rolled back and each signature is tried alone.
+go stale or slow), moves each counter once (the count, and the figures by country and by
+bucket: a statement each, and one more when a milestone is passed), commits, and only then
+publishes the events, in number order, and answers the callers. When an email had signed
+before (rare), the batch's rows of that petition are inserted again without it, so the numbers
+given stay in line. Should a constraint fire all the same, the batch is rolled back and each
+signature is tried alone.
 
 Only `VALID` signatures take a number and move the count (see `signing` on numbers). In
 confirmation mode the batch stores its signatures `PENDING`, each with the hash of a new token,
@@ -33,6 +35,7 @@ from tortoise.transactions import in_transaction
 
 from subscriptions import Event, Publisher
 
+from . import figures
 from .errors import Refused
 from .outbox import Mail, already_signed_mail, confirmation_mail, queue_mails
 from .petitions import MAX_PETITION_ID
@@ -155,6 +158,7 @@ class SignatureWriter:
         written: list[tuple[_Waiting, Signature, Petition]] = []
         answered: list[tuple[_Waiting, Signed]] = []  # taken, but nothing to publish
         mails: list[Mail] = []
+        reached: list[Event] = []  # milestones, told after the signatures that reached them
         async with in_transaction() as connection:
             ids = sorted(pk for pk in by_petition if 0 < pk <= MAX_PETITION_ID)
             locked = await (
@@ -199,6 +203,13 @@ class SignatureWriter:
                         'WHERE "id" = {}'.format(*marks(connection, 3)),
                         [len(valid), len(valid), petition_id],
                     )
+                    await figures.move(
+                        connection, petition_id, figures.Tally.of(row for _, row in valid)
+                    )
+                    count = petition.signature_count
+                    reached += await figures.reach(
+                        connection, petition, count, count + len(valid), now
+                    )
                 for offset, (waiting, row) in enumerate(valid, start=1):
                     snapshot = copy.copy(petition)
                     snapshot.signature_count = petition.signature_count + offset
@@ -208,6 +219,7 @@ class SignatureWriter:
         self.batches += 1
         self.signed += len(written) + len(answered)
         events: list[Event] = [signature_added(row, snapshot) for _, row, snapshot in written]
+        events += reached
         await self.publisher.publish(*events)
         if mails and confirmation is not None:
             confirmation.mail_queued()

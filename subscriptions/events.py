@@ -76,6 +76,17 @@ class CommentRemoved:
 
 
 @dataclass(frozen=True)
+class MilestoneReached:
+    """The petition's count reached a milestone (or its goal) for the first time (committed):
+    told once, whatever the count does next."""
+
+    kind: ClassVar[str] = "milestone"
+    petition_id: int
+    count: int
+    reached_at: str
+
+
+@dataclass(frozen=True)
 class Resync:
     """Local only: the broker was away, events may be lost; read the truth from the database."""
 
@@ -83,17 +94,33 @@ class Resync:
     petition_id: int
 
 
-Event = PetitionChanged | CountChanged | SignatureAdded | CommentAdded | CommentRemoved | Resync
+Event = (
+    PetitionChanged
+    | CountChanged
+    | SignatureAdded
+    | CommentAdded
+    | CommentRemoved
+    | MilestoneReached
+    | Resync
+)
 _KINDS: dict[
     str,
     type[PetitionChanged]
     | type[CountChanged]
     | type[SignatureAdded]
     | type[CommentAdded]
-    | type[CommentRemoved],
+    | type[CommentRemoved]
+    | type[MilestoneReached],
 ] = {
     cls.kind: cls
-    for cls in (PetitionChanged, CountChanged, SignatureAdded, CommentAdded, CommentRemoved)
+    for cls in (
+        PetitionChanged,
+        CountChanged,
+        SignatureAdded,
+        CommentAdded,
+        CommentRemoved,
+        MilestoneReached,
+    )
 }
 
 

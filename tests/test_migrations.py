@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from tortoise.context import require_context
 from tortoise.exceptions import DBConnectionError, IntegrityError, OperationalError
 from tortoise.migrations.executor import MigrationTarget
 
+import models
 from models import Comment, CommentChange, Petition, Signature, open_database
 from models.migrations import APP_LABEL, _executor, migrate, pending_migrations, unmigrated_changes
 from tests.conftest import (
@@ -73,6 +75,9 @@ async def test_migrate_builds_the_schema_once(empty_database: str):
         "comment",
         "comment_change",
         "comment_report",
+        "country_count",
+        "bucket_count",
+        "milestone",
         "tortoise_migrations",
     }
 
@@ -215,6 +220,71 @@ async def test_integrity_folds_gmail_spellings_and_keeps_the_unique_constraints(
     assert petition.signature_count == 3
     assert petition.closed_at is not None
     assert comment.email_canonical == "xy@gmail.com"
+
+
+async def test_surfaces_figures_counts_the_signatures_already_there(empty_database: str):
+    # given valid, struck and held signatures made before the figures were counted
+    await migrate_to(empty_database, "0003_integrity")
+    rows = [
+        # number, status, country, created_at
+        (1, "VALID", "GB", "2026-01-01 10:05:03.123456+00:00"),
+        (2, "VALID", "GB", "2026-01-01 10:05:59+00:00"),
+        (3, "VALID", "FR", "2026-01-01 11:00:00+00:00"),
+        (4, "VALID", None, "2026-01-02 00:00:01+00:00"),
+        (5, "INVALID", "DE", "2026-01-02 00:00:02+00:00"),
+        ("NULL", "QUARANTINED", "DE", "2026-01-02 00:00:03+00:00"),
+    ]
+    values = ",".join(
+        f"(1, {number}, '{status}', 'A', 'B', 'e{i}@example.org', 'e{i}@example.org', "
+        f"{'NULL' if country is None else repr(country)}, TRUE, '{created_at}')"
+        for i, (number, status, country, created_at) in enumerate(rows)
+    )
+    async with open_database(empty_database, create_schema=False):
+        await (
+            require_context()
+            .db()
+            .execute_script(
+                "INSERT INTO petition (slug, title, target, goal, body, status, signature_goal, "
+                "signature_count, comment_count, last_signature_number, created_at, "
+                "last_comment_sequence) VALUES "
+                "('a', 'A', 'T', 'G', 'B', 'OPEN', 3, 4, 0, 5, '2026-01-01 00:00:00+00:00', 0);"
+                "INSERT INTO signature (petition_id, number, status, first_name, last_name, "
+                f"email, email_canonical, country, show_name, created_at) VALUES {values};"
+            )
+        )
+    # when
+    await migrate(empty_database)
+    # then
+    async with open_database(empty_database, create_schema=False):
+        petition = await Petition.get(slug="a")
+        countries = await models.country_counts(petition.id, 10)
+        hours = await models.signatures_over_time(
+            petition.id,
+            models.Interval.HOUR,
+            datetime(2026, 1, 1, 10, tzinfo=UTC),
+            datetime(2026, 1, 1, 13, tzinfo=UTC),
+        )
+        minutes = await models.signatures_over_time(
+            petition.id,
+            models.Interval.MINUTE,
+            datetime(2026, 1, 1, 10, 5, tzinfo=UTC),
+            datetime(2026, 1, 1, 10, 7, tzinfo=UTC),
+        )
+        days = await models.signatures_over_time(
+            petition.id,
+            models.Interval.DAY,
+            datetime(2026, 1, 1, tzinfo=UTC),
+            datetime(2026, 1, 3, tzinfo=UTC),
+        )
+        milestones = await models.milestones(petition.id, petition.signature_goal)
+        audited = await models.count_differences()
+    assert countries == [("GB", 2), ("FR", 1)]
+    assert [count for _, count in hours] == [2, 1, 0]
+    assert [count for _, count in minutes] == [2, 0]
+    assert [count for _, count in days] == [3, 1]
+    assert milestones[0] == (3, datetime(2026, 1, 1, 11, tzinfo=UTC))  # the goal: the 3rd signed
+    assert [reached for _, reached in milestones[1:]] == [None] * 5
+    assert audited == []
 
 
 async def test_fake_initial_runs_the_initial_migration_on_an_empty_database(empty_database: str):
