@@ -35,6 +35,10 @@ class Reads:
         if closes_at is not None:
             self.expires = min(self.expires, closes_at.timestamp())
 
+    def expire(self, moment: datetime) -> None:
+        """The answer may be wrong from `moment` on, whatever happens (a figure of now)."""
+        self.expires = min(self.expires, moment.timestamp())
+
     def forbid(self) -> None:
         self.cacheable = False
 

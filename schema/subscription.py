@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from datetime import datetime
 
 import strawberry
 
@@ -16,11 +17,12 @@ from subscriptions import (
     SignatureAdded,
 )
 from subscriptions import CommentRemoved as CommentRemovedEvent
+from subscriptions import MilestoneReached as MilestoneReachedEvent
 
 from .context import Info
 from .errors import PublicError
 from .ids import global_id, parse_global_id
-from .types import Comment, CommentRemoved, Signature, SignatureCountUpdate
+from .types import Comment, CommentRemoved, Milestone, Signature, SignatureCountUpdate
 
 
 async def _live_petition(info: Info, petition_id: str) -> models.Petition:
@@ -79,6 +81,16 @@ class Subscription:
     ) -> AsyncGenerator[CommentRemoved, None]:
         petition = await _live_petition(info, petition_id)
         return _comments_removed(info, petition)
+
+    @strawberry.subscription(
+        description="Each milestone of the petition (see `Petition.milestones`) once, when its "
+        "count first reaches it, from whichever process counted it."
+    )
+    async def milestone_reached(
+        self, info: Info, petition_id: strawberry.ID
+    ) -> AsyncGenerator[Milestone, None]:
+        petition = await _live_petition(info, petition_id)
+        return _milestones_reached(info, petition)
 
 
 async def _signature_counts(
@@ -192,3 +204,27 @@ async def _comment_changes(
                 delivered = newest
         except FellBehind as error:
             raise PublicError(str(error)) from None
+
+
+async def _milestones_reached(
+    info: Info, petition: models.Petition
+) -> AsyncGenerator[Milestone, None]:
+    """Milestones reached from now on, each once: a milestone's row is written once, and its
+    event told once; after a lost broker, the rows tell what the events may not have."""
+    async with info.context.hub.listen(petition.id, {"milestone"}) as listener:
+        delivered = {count for count, _ in await models.milestones_reached(petition.id)}
+        async for event in listener:
+            if isinstance(event, Resync):
+                missed = [
+                    Milestone(count=count, reached_at=reached_at)
+                    for count, reached_at in await models.milestones_reached(petition.id)
+                    if count not in delivered
+                ]
+            else:
+                assert isinstance(event, MilestoneReachedEvent)
+                reached_at = datetime.fromisoformat(event.reached_at)
+                missed = [Milestone(count=event.count, reached_at=reached_at)]
+            for milestone in missed:
+                if milestone.count not in delivered:
+                    delivered.add(milestone.count)
+                    yield milestone

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import strawberry
 from tortoise.queryset import QuerySet
@@ -44,6 +44,35 @@ strawberry.enum(
     description="IP: the client address. EMAIL_DOMAIN: the email's domain. COUNTRY: the "
     "country given.",
 )
+
+
+Interval = models.Interval
+strawberry.enum(
+    Interval,
+    description="The width of a bucket of signatures over time: a whole UTC minute, hour or day.",
+)
+
+
+@strawberry.type(description="A petition's valid signatures from one country.")
+class CountryCount:
+    country: str = strawberry.field(description="ISO 3166-1 alpha-2 code, upper-case.")
+    count: int = strawberry.field(description="Valid signatures from that country.")
+
+
+@strawberry.type(description="A petition's valid signatures signed in one minute, hour or day.")
+class CountBucket:
+    start: datetime = strawberry.field(description="The bucket's first instant, UTC.")
+    count: int = strawberry.field(
+        description="Valid signatures signed in [start, start + interval)."
+    )
+
+
+@strawberry.type(description="A count a petition aims past: 100, 1,000 … and its goal.")
+class Milestone:
+    count: int = strawberry.field(description="The threshold.")
+    reached_at: datetime | None = strawberry.field(
+        description="When the count first reached it (kept if the count drops); null until then."
+    )
 
 
 @strawberry.type(description="Where some of a petition's signatures came from (admins only).")
@@ -273,6 +302,50 @@ class Petition(Node):
             raise PublicError("`first` must be between 1 and 100.")
         sources = await models.signature_sources(self.pk, kind, hours=hours, first=first)
         return [SignatureSource.of(source) for source in sources]
+
+    @strawberry.field(
+        description="Its valid signatures by country, largest first (ties by code), `first` "
+        "(1 to 250) countries; signatures without a country are left out."
+    )
+    async def countries(self, info: Info, first: int | None = 10) -> list[CountryCount]:
+        info.context.reads.petition(self.pk, self.closes_at)
+        try:
+            found = await models.country_counts(self.pk, 10 if first is None else first)
+        except models.OutOfRange as error:
+            raise PublicError(str(error)) from None
+        return [CountryCount(country=country, count=count) for country, count in found]
+
+    @strawberry.field(
+        description="Its valid signatures per minute, hour or day, by when they were signed, "
+        "oldest first, empty buckets included: the buckets starting in [since, until) (`until` "
+        "defaults to now, `since` to 60 intervals before `until`), at most 1,000."
+    )
+    async def signatures_over_time(
+        self,
+        info: Info,
+        interval: Interval,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[CountBucket]:
+        reads = info.context.reads
+        reads.petition(self.pk, self.closes_at)
+        now = datetime.now(UTC)
+        try:
+            buckets = await models.signatures_over_time(self.pk, interval, since, until, now=now)
+        except models.OutOfRange as error:
+            raise PublicError(str(error)) from None
+        if until is None:  # the answer moves on when a new bucket begins
+            reads.expire(models.next_bucket(now, interval))
+        return [CountBucket(start=start, count=count) for start, count in buckets]
+
+    @strawberry.field(
+        description="Its milestones, ascending: 100, 1,000, 10,000, 100,000 and 1,000,000, and "
+        "its `signatureGoal` when set (once, if it is one of them)."
+    )
+    async def milestones(self, info: Info) -> list[Milestone]:
+        info.context.reads.petition(self.pk, self.closes_at)
+        found = await models.milestones(self.pk, self.signature_goal)
+        return [Milestone(count=count, reached_at=at) for count, at in found]
 
     @strawberry.field(description="Its published comments, oldest first.")
     async def comments(
