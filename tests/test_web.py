@@ -7,6 +7,7 @@ import gzip
 import re
 from dataclasses import replace
 from html.parser import HTMLParser
+from pathlib import Path
 
 import httpx
 import pytest
@@ -400,3 +401,20 @@ async def test_commenting_without_javascript(http, demo):
     )
     assert refused.status_code == 400
     assert Page(refused.text).all(data_error_for="body")
+
+
+async def test_the_dashboard_asks_for_a_token(http):
+    response = await http.get("/dashboard/anything")
+
+    page = Page(response.text)
+    token = page.one(name="token")
+    assert token.attrs["type"] == "password"
+    assert page.all(tag="label", **{"for": token.attrs["id"]})
+    for name in ("count", "countries", "queue", "signers"):
+        assert page.all(data_petition=name), name
+
+
+def test_the_vendored_chart_library_is_shipped_with_its_licence():
+    vendor = Path(__file__).parent.parent / "web" / "vendor"
+    assert (vendor / "uPlot.iife.min.js").exists()
+    assert (vendor / "LICENSE.uPlot").exists()
