@@ -108,6 +108,8 @@ def _seed_sqlite(url: str, slug: str, valid: int) -> int:
             """,
             (total, petition_id, int(SEED_START.timestamp())),
         )
+        for statement in seed.figures_statements(postgres=False):
+            connection.execute(statement, (petition_id,))
         connection.execute("COMMIT")
         return petition_id
     finally:
@@ -135,6 +137,8 @@ async def _seed_postgres(url: str, slug: str, valid: int) -> int:
                 SEED_START,
                 valid + valid // _STATUS_EVERY,
             )
+            for statement in seed.figures_statements(postgres=True):
+                await connection.execute(statement, petition_id)
         await connection.execute("ANALYZE signature")
         return int(petition_id)
     finally:

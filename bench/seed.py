@@ -5,7 +5,8 @@ The seed is one set-based INSERT … SELECT over a generated series inside one t
 recursive CTE on SQLite, `generate_series` on PostgreSQL): the fastest bulk insert either
 offers, with rows the service could have written itself — numbers 1..N dense, a unique
 canonical email each, names, `show_name`, `created_at` one second apart — and the petition's
-`signature_count` and `last_signature_number` set to N."""
+`signature_count` and `last_signature_number` set to N, its figures (by country, by bucket) and
+its milestones as the service would have kept them."""
 
 from __future__ import annotations
 
@@ -68,6 +69,41 @@ _SIGNATURE_COLUMNS = (
 )
 
 
+_MILESTONES = "100, 1000, 10000, 100000, 1000000"
+_BUCKET_STARTS = {  # as each backend stores a UTC datetime (see migration 0004)
+    "MINUTE": ("minute", "%Y-%m-%d %H:%M:00"),
+    "HOUR": ("hour", "%Y-%m-%d %H:00:00"),
+    "DAY": ("day", "%Y-%m-%d 00:00:00"),
+}
+
+
+def figures_statements(*, postgres: bool) -> list[str]:
+    """What the service keeps beside the rows it writes, for one seeded petition (its id the
+    only parameter): the counters by country and by bucket, and the milestones its numbered
+    valid signatures reached, set-based, as migration 0004 backfills them."""
+    p = "$1" if postgres else "?"
+    valid = f'"petition_id" = {p} AND "status" = \'VALID\''
+    statements = [
+        'INSERT INTO "country_count" ("petition_id", "country", "count") '
+        'SELECT "petition_id", "country", COUNT(*) FROM "signature" '
+        f'WHERE {valid} AND "country" IS NOT NULL GROUP BY "petition_id", "country"',
+        'INSERT INTO "milestone" ("petition_id", "count", "reached_at") '
+        'SELECT "petition_id", "number", "created_at" FROM "signature" '
+        f'WHERE {valid} AND "number" IN ({_MILESTONES})',
+    ]
+    for interval, (unit, text) in _BUCKET_STARTS.items():
+        if postgres:
+            start = f"date_trunc('{unit}', \"created_at\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+        else:
+            start = f"strftime('{text}', \"created_at\") || '+00:00'"
+        statements.append(
+            'INSERT INTO "bucket_count" ("petition_id", "interval", "start", "count") '
+            f'SELECT "petition_id", \'{interval}\', {start}, COUNT(*) FROM "signature" '
+            f"WHERE {valid} GROUP BY 1, 3"
+        )
+    return statements
+
+
 def _seed_sqlite(url: str, slug: str, n: int) -> int:
     connection = _sqlite(url)
     try:
@@ -93,6 +129,8 @@ def _seed_sqlite(url: str, slug: str, n: int) -> int:
             """,
             (n, petition_id, epoch),
         )
+        for statement in figures_statements(postgres=False):
+            connection.execute(statement, (petition_id,))
         connection.execute("COMMIT")
         return int(petition_id)
     finally:
@@ -121,6 +159,8 @@ async def _seed_postgres(url: str, slug: str, n: int) -> int:
                 SEED_START,
                 n,
             )
+            for statement in figures_statements(postgres=True):
+                await connection.execute(statement, petition_id)
         await connection.execute("ANALYZE signature")
         await connection.execute("ANALYZE petition")
         return int(petition_id)
