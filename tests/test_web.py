@@ -278,6 +278,13 @@ async def test_every_page_sends_a_strict_policy(http, demo):
     assert page.headers["cache-control"] == "no-cache"
 
 
+async def test_a_host_header_never_writes_the_policy(http, demo):
+    response = await http.get(DEMO, headers={"Host": "evil.example; script-src *"})
+
+    assert csp(response)["script-src"] == "'self'"
+    assert csp(response)["connect-src"] == "'self'"
+
+
 async def test_the_embed_may_be_framed_only_by_the_allowed_origins(settings, demo):
     allowed = replace(settings, allowed_origins=("https://a.example", "https://b.example"))
     async with LifespanManager(create_app(allowed)) as manager:
@@ -307,6 +314,17 @@ async def test_rendered_pages_are_kept_until_the_petition_changes(http, gql, dem
     assert page.petition("count").text == "242"
     assert page.names()[0] == "Grace Hopper"
     assert (await http.get(DEMO)).headers["x-cache"] == "hit"
+
+
+async def test_kept_pages_are_served_gzipped_to_clients_that_take_it(http, demo):
+    plain = await http.get(DEMO, headers={"Accept-Encoding": "identity"})
+    zipped = await http.get(DEMO, headers={"Accept-Encoding": "gzip"})
+
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["vary"]
+    assert zipped.text == plain.text  # httpx decodes it
+    assert zipped.headers["etag"] != plain.headers["etag"]
 
 
 async def test_the_embed_shows_the_count_and_the_newest_five(http, demo):

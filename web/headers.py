@@ -3,11 +3,14 @@ loads and nothing more (no inline script or style anywhere), and who may frame i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
+_HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 _COMMON = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
     "X-Content-Type-Options": "nosniff",
@@ -33,25 +36,30 @@ class Framing:
             self.embed = " ".join(["'self'", *allowed_origins])
 
 
-def _websockets(request: Request) -> str:
-    """The service's own websocket origins: CSP's 'self' covers ws: and wss: of the page's
-    own host in current browsers, but not in every browser still in use."""
-    host = request.headers.get("host") or request.url.netloc
-    return f"ws://{host} wss://{host}"
-
-
 def page_headers(
     request: Request, *, frame_ancestors: str = "'none'", images: Sequence[str] = ()
 ) -> dict[str, str]:
     """Headers of a page: `frame_ancestors` a CSP source list ('none' adds X-Frame-Options:
     DENY for browsers without CSP 3), `images` origins of petition images beside the service's."""
+    host = request.headers.get("host") or request.url.netloc
+    if not _HOST.fullmatch(host):
+        host = ""  # nothing a client sends goes into the policy unchecked
+    return dict(_headers(host, frame_ancestors, tuple(images)))
+
+
+@lru_cache(maxsize=256)
+def _headers(
+    host: str, frame_ancestors: str, images: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
     csp = "; ".join(
         [
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
             " ".join(["img-src 'self'", *images]),
-            f"connect-src 'self' {_websockets(request)}",
+            # CSP's 'self' covers ws: and wss: of the page's own host in current browsers,
+            # not in every browser still in use
+            f"connect-src 'self' ws://{host} wss://{host}" if host else "connect-src 'self'",
             "form-action 'self'",
             "base-uri 'none'",
             f"frame-ancestors {frame_ancestors}",
@@ -60,4 +68,4 @@ def page_headers(
     headers = {"Content-Security-Policy": csp, **_COMMON}
     if frame_ancestors == "'none'":
         headers["X-Frame-Options"] = "DENY"
-    return headers
+    return tuple(headers.items())

@@ -8,6 +8,7 @@ drop a petition's answers in every process drop its pages too."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from .render import render
 
 SIGN_FIELDS = ("firstName", "lastName", "email", "country", "comment", "showName")
 COMMENT_FIELDS = ("authorName", "email", "body")
-_ETAG_LENGTH = 18  # '"' + 16 hex digits + '"'
+_GZIP = b"\0gzip"
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Surfaces:
             + (b"\0b" + before.encode() if before else b"")
         )
         cache: ResultCache = request.state.cache
-        if (kept := cache.get(key)) is not None:
+        if (kept := cache.get(_variant(request, key))) is not None:
             return self._kept(request, kept, "'none'")
         since = cache.changes.now
         answer = await self._read_page(request, slug, after=after, before=before)
@@ -207,7 +208,7 @@ class Surfaces:
         key = b"He" + slug.encode()
         cache: ResultCache = request.state.cache
         framing = self.framing.embed
-        if (kept := cache.get(key)) is not None:
+        if (kept := cache.get(_variant(request, key))) is not None:
             return self._kept(request, kept, framing)
         since = cache.changes.now
         answer = await data.run(self.schema, request, data.EMBED, {"slug": slug})
@@ -254,34 +255,36 @@ class Surfaces:
         framing: str,
         petition: dict[str, Any] | None,
     ) -> Response:
-        """A page just rendered, offered to the cache as ETag, image origins and HTML."""
-        body = html.encode()
-        etag = f'"{hashlib.blake2b(body, digest_size=8).hexdigest()}"'.encode()
+        """A page just rendered, offered to the cache plain and gzipped (each entry its ETag,
+        the origins of its images and its bytes)."""
         images = " ".join(_image_origins(petition)).encode()
-        cache.put(key, etag + images + b"\n" + body, answer.reads, since)
-        return self._html(request, etag, images, body, framing, b"miss")
+        plain = html.encode()
+        zipped = gzip.compress(plain, compresslevel=6, mtime=0)
+        kept = b""
+        for variant, body in ((key, plain), (key + _GZIP, zipped)):
+            etag = b'"' + hashlib.blake2b(body, digest_size=8).hexdigest().encode() + b'"'
+            entry = etag + b" " + images + b"\n" + body
+            cache.put(variant, entry, answer.reads, since)
+            if variant == _variant(request, key):
+                kept = entry
+        return self._kept(request, kept, framing, b"miss")
 
-    def _kept(self, request: Request, kept: bytes, framing: str) -> Response:
-        head, _, body = kept.partition(b"\n")
-        return self._html(request, head[:_ETAG_LENGTH], head[_ETAG_LENGTH:], body, framing, b"hit")
-
-    def _html(
-        self,
-        request: Request,
-        etag: bytes,
-        images: bytes,
-        body: bytes,
-        framing: str,
-        x_cache: bytes,
+    def _kept(
+        self, request: Request, kept: bytes, framing: str, x_cache: bytes = b"hit"
     ) -> Response:
+        head, _, body = kept.partition(b"\n")
+        etag, _, images = head.partition(b" ")
         headers = page_headers(
             request, frame_ancestors=framing, images=images.decode().split() if images else ()
         )
         headers["Cache-Control"] = "no-cache"
         headers["ETag"] = etag.decode()
+        headers["Vary"] = "Accept-Encoding"
         headers["X-Cache"] = x_cache.decode()
         if headers["ETag"] in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)
+        if body[:2] == b"\x1f\x8b":  # gzip's magic number: no HTML starts so
+            headers["Content-Encoding"] = "gzip"
         return Response(body, headers=headers, media_type="text/html")
 
     def _not_found(self, request: Request, framing: str = "'none'") -> Response:
@@ -294,6 +297,11 @@ class Surfaces:
         headers = page_headers(request)
         html = render("bad_page.html", base=f"/p/{quote(slug)}")
         return Response(html, status_code=400, headers=headers, media_type="text/html")
+
+
+def _variant(request: Request, key: bytes) -> bytes:
+    """The cache key of the page as this client takes it: gzipped, or plain."""
+    return key + _GZIP if "gzip" in request.headers.get("accept-encoding", "") else key
 
 
 def _image_origins(petition: dict[str, Any] | None) -> list[str]:
