@@ -312,6 +312,13 @@ async def test_a_signature_through_the_form_moves_the_count_on_every_surface(
     }
     for count in counts.values():
         await expect(count).to_have_text(str(DEMO_COUNT))
+    newest = {  # the embed's and the widget's newest five signers
+        "embed": news.frame_locator("iframe").locator(SIGNERS),
+        "widget": news.locator("petition-counter").locator(SIGNERS),
+    }
+    for signers in newest.values():
+        await expect(signers).to_have_count(5)
+        await expect(signers.first).to_contain_text("Peter Kelly")  # the demo's newest
 
     # when
     await fill_sign_form(
@@ -339,6 +346,10 @@ async def test_a_signature_through_the_form_moves_the_count_on_every_surface(
         await expect(count).to_have_text(str(DEMO_COUNT + 1))
     assert all(lag <= LIVE for lag in lags.values()), lags
     assert await signature_count(service) == DEMO_COUNT + 1
+    for signers in newest.values():
+        await expect(signers.first).to_contain_text("Ada Lovelace", timeout=LIVE * 1000)
+        await expect(signers).to_have_count(5)
+        await expect(signers.nth(1)).to_contain_text("Peter Kelly")
 
 
 async def test_a_refused_signature_shows_each_error_next_to_its_field(
@@ -476,6 +487,9 @@ async def test_without_websockets_the_count_follows_by_polling(
     context = await contexts.new()
     await context.add_init_script(BLOCK_WEBSOCKETS)
     page, news = await context.new_page(), await context.new_page()
+    real_websockets: list[str] = []
+    for each in (page, news):
+        each.on("websocket", lambda websocket: real_websockets.append(websocket.url))
     await page.goto(service.url + PAGE)
     await news.goto(site.url + "/news.html")
     for count in [page.locator(COUNT), *surfaces_on_news(news).values()]:
@@ -489,8 +503,12 @@ async def test_without_websockets_the_count_follows_by_polling(
     times = await wait_for_counts({"page": page}, news, DEMO_COUNT + 1, timeout=POLLED)
     lags = report("count lag without websockets", times, since=signed_at)
     record_property("count_lag_polling", lags)
-    tried = await page.evaluate("window.__blockedWebSockets || 0")
-    print(f"websockets the page tried (all failed): {tried}")
+    assert real_websockets == []  # the count came by polling
+    tried = {
+        name: await where.evaluate("window.__blockedWebSockets || 0")
+        for name, where in [("page", page), ("embed", await embed_frame(news)), ("news", news)]
+    }
+    print(f"websockets tried, all failed: {tried}")
 
 
 async def test_after_a_restart_the_widget_and_the_page_reconnect(
