@@ -103,14 +103,14 @@ a { color: #0b4f99; }
 a:focus-visible { outline: 3px solid #ffbf47; outline-offset: 2px; background: #ffbf47; color: #0b0c0c; }
 .title { margin: 0 0 .5rem; font-size: 1rem; font-weight: 600; }
 .count { margin: 0; font-size: .95rem; }
-[data-petition="count"] { display: block; font-size: 2.2rem; font-weight: 700; line-height: 1.1; font-variant-numeric: tabular-nums; }
+[data-petition="count"] { font-size: 2.2rem; font-weight: 700; line-height: 1.15; font-variant-numeric: tabular-nums; margin-right: .2rem; }
 progress { display: block; width: 100%; height: .7rem; margin: .6rem 0 .25rem; appearance: none; border: 0; border-radius: 99px; background: #e3e6e8; overflow: hidden; }
 progress::-webkit-progress-bar { background: #e3e6e8; }
 progress::-webkit-progress-value { background: #0a7a3d; border-radius: 99px; }
 progress::-moz-progress-bar { background: #0a7a3d; border-radius: 99px; }
 .goal { margin: 0 0 .6rem; font-size: .85rem; color: #4b5157; }
 ol { list-style: none; margin: 0 0 .75rem; padding: 0; font-size: .9rem; }
-li { padding: .2rem 0; border-top: 1px solid #eceef0; }
+li { padding: .2rem 0; border-top: 1px solid #eceef0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .sign { display: inline-block; padding: .45rem .9rem; border-radius: 4px; background: #0a7a3d; color: #fff; font-weight: 600; text-decoration: none; }
 .sign:hover { background: #075c2e; }
 .missing { margin: 0; color: #4b5157; }
@@ -132,12 +132,12 @@ class PetitionCounter extends HTMLElement {
     if (!slug) return;
     const page = `${SERVICE}/p/${encodeURIComponent(slug)}`;
     const link = el("a", { href: page, target: "_blank", rel: "noopener" }, slug);
-    const goal = el("span", { "data-petition": "goal" });
-    const goalLine = el("p", { class: "goal", hidden: "" }, "Goal: ", goal);
+    const progress = el("progress", { "data-petition": "progress", max: "100", value: "0" });
+    const goalLine = el("p", { class: "goal" });
     shadow.append(
       el("p", { class: "title" }, link),
-      el("p", { class: "count" }, el("span", { "data-petition": "count", "aria-live": "polite" }, "…"), "signatures"),
-      el("progress", { "data-petition": "progress", max: "100", value: "0", "aria-label": "Progress to the goal" }),
+      el("p", { class: "count" }, el("span", { "data-petition": "count", "aria-live": "polite" }, "…"), " signatures"),
+      progress,
       goalLine,
       el("ol", { "data-petition": "signers", "aria-label": "Newest signers" }),
       el("a", { class: "sign", href: `${page}#sign`, target: "_blank", rel: "noopener" }, "Sign the petition"),
@@ -151,7 +151,11 @@ class PetitionCounter extends HTMLElement {
           return this.stop?.();
         }
         link.textContent = petition.title;
-        goalLine.hidden = !petition.signatureGoal;
+        const goal = petition.signatureGoal;
+        const [label, name] = goal ? ["Goal", "goal"] : ["Next milestone", "milestone"];
+        progress.setAttribute("aria-label", `Progress to the ${label.toLowerCase()}`);
+        if (!goalLine.querySelector(`[data-petition="${name}"]`))
+          goalLine.replaceChildren(`${label}: `, el("span", { "data-petition": name }));
       },
     });
   }

@@ -40,6 +40,7 @@ const form = find("token-form");
 const numbers = new Intl.NumberFormat("en-GB");
 const regions = new Intl.DisplayNames(["en"], { type: "region" });
 const when = new Intl.DateTimeFormat("en-GB", { dateStyle: "medium", timeStyle: "short" });
+const hour = new Intl.DateTimeFormat("en-GB", { timeStyle: "short" });
 
 let session = null; // {token, id, stops, timers}
 
@@ -69,7 +70,9 @@ function setCount(count, goal) {
 }
 
 function signerItem({ id, name, country, createdAt }) {
-  const details = [country && regions.of(country), when.format(new Date(createdAt))].filter(Boolean);
+  const signed = new Date(createdAt);
+  const today = signed.toDateString() === new Date().toDateString();
+  const details = [country && regions.of(country), (today ? hour : when).format(signed)].filter(Boolean);
   return el("li", { "data-id": id }, el("strong", {}, name), " ", el("span", { class: "hint" }, details.join(" · ")));
 }
 
