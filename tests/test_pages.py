@@ -640,6 +640,7 @@ async def test_no_serious_or_critical_axe_violation(
     results = await page.evaluate("axe.run()")
 
     violations = results["violations"]
+    print(f"\naxe on {path}: {len(results['passes'])} rules passed, {len(violations)} violated")
     for violation in violations:
         targets = [" ".join(map(str, node["target"])) for node in violation["nodes"]]
         print(f"{violation['impact']}: {violation['id']} ({violation['help']}) at {targets}")
