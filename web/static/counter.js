@@ -33,6 +33,7 @@ export function bindCounter(root, { slug, id, signers = 5, live = connect(SERVIC
   const find = (name) => root.querySelector(`[data-petition="${name}"]`);
   const stops = [];
   let followed = false;
+  let stopped = false;
 
   const setCount = (count, goal) => {
     const counter = find("count");
@@ -59,7 +60,7 @@ export function bindCounter(root, { slug, id, signers = 5, live = connect(SERVIC
     for (const node of nodes.slice().reverse()) addSigner(node, list);
   };
   const follow = (petitionId) => {
-    if (followed) return;
+    if (followed || stopped) return;
     followed = true;
     stops.push(
       live.subscribe(COUNT, { id: petitionId }, ({ signatureCount: update }) =>
@@ -82,7 +83,10 @@ export function bindCounter(root, { slug, id, signers = 5, live = connect(SERVIC
   stops.push(live.poll(COUNTER, variables, read));
   if (id) follow(id);
   else live.query(COUNTER, variables).then((data) => read(data, live), () => {});
-  return () => stops.splice(0).forEach((stop) => stop());
+  return () => {
+    stopped = true;
+    stops.splice(0).forEach((stop) => stop());
+  };
 }
 
 // The service's own pages: bind what the server rendered.
