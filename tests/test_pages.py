@@ -24,6 +24,7 @@ from playwright.async_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
+    Frame,
     Locator,
     Page,
     Response,
@@ -504,9 +505,10 @@ async def test_without_websockets_the_count_follows_by_polling(
     lags = report("count lag without websockets", times, since=signed_at)
     record_property("count_lag_polling", lags)
     assert real_websockets == []  # the count came by polling
+    frames: dict[str, Page | Frame] = {"page": page, "embed": await embed_frame(news), "news": news}
     tried = {
         name: await where.evaluate("window.__blockedWebSockets || 0")
-        for name, where in [("page", page), ("embed", await embed_frame(news)), ("news", news)]
+        for name, where in frames.items()
     }
     print(f"websockets tried, all failed: {tried}")
 
