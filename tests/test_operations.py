@@ -148,4 +148,9 @@ async def test_the_audit_scans_in_ranges_and_reports_only_what_a_snapshot_confir
     assert clean == []
     assert totals == [241]
     assert covered == [50, 50, 50, 50, 41]
-    assert [(d.counter, d.stored, d.actual) for d in found] == [("signature_count", 241, 240)]
+    counters = [(d.counter, d.stored, d.actual) for d in found if d.entry is None]
+    assert counters == [("signature_count", 241, 240)]
+    # and the buckets it was counted in (the demo's signers give no country)
+    buckets = [d for d in found if d.entry is not None]
+    assert sorted(d.entry.split()[0] for d in buckets) == ["DAY", "HOUR", "MINUTE"]
+    assert {(d.counter, d.stored - d.actual) for d in buckets} == {("bucket_count", 1)}
