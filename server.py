@@ -40,7 +40,7 @@ from serving.confirm import confirm_page
 from serving.exports import signatures_export
 from serving.mailer import Mailer, parse_smtp_url
 from subscriptions import Hub
-from web import Surfaces
+from web import KeptPage, Surfaces
 
 log = logging.getLogger("petitions")
 
@@ -276,7 +276,8 @@ class State(TypedDict):
     database: TortoiseContext
     roles: models.Roles
     hub: Hub
-    cache: ResultCache
+    cache: ResultCache[bytes]
+    pages: ResultCache[KeptPage]
     petitions: PetitionRows
     writer: models.SignatureWriter
     policy: Policy
@@ -320,9 +321,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 prefix=settings.channel_prefix,
             )
             changes = Changes()
-            cache = ResultCache(changes, enabled=lambda: hub.healthy)
+            cache = ResultCache[bytes](changes, enabled=lambda: hub.healthy)
+            pages = ResultCache[KeptPage](changes, enabled=lambda: hub.healthy)
             petitions = PetitionRows(changes, enabled=lambda: hub.healthy)
-            for observer in (changes.observe, cache.observe, petitions.observe):
+            for observer in (changes.observe, cache.observe, pages.observe, petitions.observe):
                 hub.observe(observer)
             await hub.connect()
             mailer = None
@@ -355,6 +357,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "roles": models.Roles(settings.admin_token, settings.moderator_token),
                     "hub": hub,
                     "cache": cache,
+                    "pages": pages,
                     "petitions": petitions,
                     "writer": writer,
                     "policy": policy,

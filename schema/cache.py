@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 import models
 from subscriptions import CountChanged, Event, Resync, SignatureAdded
@@ -72,31 +73,36 @@ class Changes:
         )
 
 
+Kept = TypeVar("Kept")
+
+
 @dataclass
-class _Entry:
-    body: bytes
+class _Entry(Generic[Kept]):
+    body: Kept
     petitions: frozenset[int]
     expires: float
 
 
-class ResultCache:
+class ResultCache(Generic[Kept]):
+    """Answers (`bytes` of JSON for /graphql; rendered pages for web/) by exact request."""
+
     def __init__(
         self, changes: Changes, enabled: Callable[[], bool], max_entries: int = 10_000
     ) -> None:
         self.changes = changes
         self.enabled = enabled
         self.max_entries = max_entries
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._entries: OrderedDict[bytes, _Entry[Kept]] = OrderedDict()
         self._keys_of: dict[int, set[bytes]] = {}
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes) -> Kept | None:
         entry = self._entries.get(key) if self.enabled() else None
         if entry is None or entry.expires <= time.time():
             return None
         self._entries.move_to_end(key)
         return entry.body
 
-    def put(self, key: bytes, body: bytes, reads: Reads, since: int) -> None:
+    def put(self, key: bytes, body: Kept, reads: Reads, since: int) -> None:
         """Keep `body` unless `reads` forbid it or a petition read changed after `since`."""
         if not (reads.keepable and self.enabled()):
             return

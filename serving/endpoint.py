@@ -124,7 +124,7 @@ class GraphQLApp(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope, receive)
-        cache: ResultCache = request.state.cache
+        cache: ResultCache[bytes] = request.state.cache
         key = await _cache_key(request)
         if key is not None and (kept := cache.get(key)) is not None:
             await _send_json(request, send, kept, cacheable=True, x_cache=b"hit")
@@ -224,7 +224,9 @@ async def _cache_key(request: Request) -> bytes | None:
     return None
 
 
-def _keep(cache: ResultCache, key: bytes | None, body: bytes, reads: Reads, since: int) -> bool:
+def _keep(
+    cache: ResultCache[bytes], key: bytes | None, body: bytes, reads: Reads, since: int
+) -> bool:
     """Offer a public answer without errors to the cache, for the identical requests to come;
     whether it may be kept."""
     if key is None or not reads.keepable or b'"errors"' in body:

@@ -1,5 +1,5 @@
 """The pages, the embeddable counter and the dashboard."""
 
-from .surfaces import Surfaces
+from .surfaces import KeptPage, Surfaces
 
-__all__ = ["Surfaces"]
+__all__ = ["KeptPage", "Surfaces"]

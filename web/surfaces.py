@@ -28,7 +28,25 @@ from .render import render
 
 SIGN_FIELDS = ("firstName", "lastName", "email", "country", "comment", "showName")
 COMMENT_FIELDS = ("authorName", "email", "body")
-_GZIP = b"\0gzip"
+
+
+@dataclass(frozen=True)
+class KeptPage:
+    """A rendered page as the page cache keeps it: plain and gzipped, each with its ETag, and
+    the origins of the images it shows (its policy allows them)."""
+
+    plain: bytes
+    zipped: bytes
+    etag: str
+    zipped_etag: str
+    images: tuple[str, ...]
+
+    @classmethod
+    def of(cls, html: str, images: Sequence[str]) -> KeptPage:
+        plain = html.encode()
+        tag = hashlib.blake2b(plain, digest_size=8).hexdigest()
+        zipped = gzip.compress(plain, compresslevel=6, mtime=0)
+        return cls(plain, zipped, f'"{tag}"', f'"{tag}-gz"', tuple(images))
 
 
 @dataclass
@@ -82,8 +100,8 @@ class Surfaces:
             + (b"\0a" + after.encode() if after else b"")
             + (b"\0b" + before.encode() if before else b"")
         )
-        cache: ResultCache = request.state.cache
-        if (kept := cache.get(_variant(request, key))) is not None:
+        cache: ResultCache[KeptPage] = request.state.pages
+        if (kept := cache.get(key)) is not None:
             return self._kept(request, kept, "'none'")
         since = cache.changes.now
         answer = await self._read_page(request, slug, after=after, before=before)
@@ -206,9 +224,9 @@ class Surfaces:
     async def embed(self, request: Request) -> Response:
         slug: str = request.path_params["slug"]
         key = b"He" + slug.encode()
-        cache: ResultCache = request.state.cache
+        cache: ResultCache[KeptPage] = request.state.pages
         framing = self.framing.embed
-        if (kept := cache.get(_variant(request, key))) is not None:
+        if (kept := cache.get(key)) is not None:
             return self._kept(request, kept, framing)
         since = cache.changes.now
         answer = await data.run(self.schema, request, data.EMBED, {"slug": slug})
@@ -247,7 +265,7 @@ class Surfaces:
     def _fresh(
         self,
         request: Request,
-        cache: ResultCache,
+        cache: ResultCache[KeptPage],
         key: bytes,
         html: str,
         answer: data.Answer,
@@ -255,37 +273,29 @@ class Surfaces:
         framing: str,
         petition: dict[str, Any] | None,
     ) -> Response:
-        """A page just rendered, offered to the cache plain and gzipped (each entry its ETag,
-        the origins of its images and its bytes)."""
-        images = " ".join(_image_origins(petition)).encode()
-        plain = html.encode()
-        zipped = gzip.compress(plain, compresslevel=6, mtime=0)
-        kept = b""
-        for variant, body in ((key, plain), (key + _GZIP, zipped)):
-            etag = b'"' + hashlib.blake2b(body, digest_size=8).hexdigest().encode() + b'"'
-            entry = etag + b" " + images + b"\n" + body
-            cache.put(variant, entry, answer.reads, since)
-            if variant == _variant(request, key):
-                kept = entry
-        return self._kept(request, kept, framing, b"miss")
+        """A page just rendered, offered to the page cache."""
+        kept = KeptPage.of(html, _image_origins(petition))
+        cache.put(key, kept, answer.reads, since)
+        return self._kept(request, kept, framing, "miss")
 
     def _kept(
-        self, request: Request, kept: bytes, framing: str, x_cache: bytes = b"hit"
+        self, request: Request, kept: KeptPage, framing: str, x_cache: str = "hit"
     ) -> Response:
-        head, _, body = kept.partition(b"\n")
-        etag, _, images = head.partition(b" ")
-        headers = page_headers(
-            request, frame_ancestors=framing, images=images.decode().split() if images else ()
-        )
+        zipped = "gzip" in request.headers.get("accept-encoding", "")
+        etag = kept.zipped_etag if zipped else kept.etag
+        headers = page_headers(request, frame_ancestors=framing, images=kept.images)
         headers["Cache-Control"] = "no-cache"
-        headers["ETag"] = etag.decode()
+        headers["ETag"] = etag
         headers["Vary"] = "Accept-Encoding"
-        headers["X-Cache"] = x_cache.decode()
-        if headers["ETag"] in request.headers.get("if-none-match", ""):
+        headers["X-Cache"] = x_cache
+        held = request.headers.get("if-none-match")
+        if held is not None and etag in (tag.strip() for tag in held.split(",")):
             return Response(status_code=304, headers=headers)
-        if body[:2] == b"\x1f\x8b":  # gzip's magic number: no HTML starts so
+        if zipped:
             headers["Content-Encoding"] = "gzip"
-        return Response(body, headers=headers, media_type="text/html")
+        return Response(
+            kept.zipped if zipped else kept.plain, headers=headers, media_type="text/html"
+        )
 
     def _not_found(self, request: Request, framing: str = "'none'") -> Response:
         headers = page_headers(request, frame_ancestors=framing)
@@ -297,11 +307,6 @@ class Surfaces:
         headers = page_headers(request)
         html = render("bad_page.html", base=f"/p/{quote(slug)}")
         return Response(html, status_code=400, headers=headers, media_type="text/html")
-
-
-def _variant(request: Request, key: bytes) -> bytes:
-    """The cache key of the page as this client takes it: gzipped, or plain."""
-    return key + _GZIP if "gzip" in request.headers.get("accept-encoding", "") else key
 
 
 def _image_origins(petition: dict[str, Any] | None) -> list[str]:
