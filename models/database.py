@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext, _current_context, require_context
 
 MODELS_MODULE = "models"
@@ -72,3 +73,10 @@ class activate:  # lower case: it reads as a function, `async with activate(cont
 async def ping() -> None:
     """Raise unless the database answers."""
     await require_context().db().execute_query("SELECT 1")
+
+
+def marks(connection: BaseDBAsyncClient, count: int) -> list[str]:
+    """Parameter placeholders in the connection's dialect."""
+    if connection.capabilities.dialect == "postgres":
+        return [f"${n}" for n in range(1, count + 1)]
+    return ["?"] * count

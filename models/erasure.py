@@ -30,6 +30,7 @@ from subscriptions import Event, Publisher
 
 from . import figures
 from .comments import set_comment_status
+from .database import marks
 from .statuses import lock_petition, tick
 from .tables import (
     Comment,
@@ -41,7 +42,6 @@ from .tables import (
     SignatureStatus,
 )
 from .text import Cleaner, canonical_email
-from .writer import marks
 
 Progress = Callable[[int], object]
 BATCH = 5000  # signatures stripped per transaction

@@ -23,6 +23,7 @@ from tortoise.queryset import QuerySet
 
 from subscriptions import MilestoneReached
 
+from .database import marks
 from .tables import BucketCount, CountryCount, Interval, Milestone, Petition, Signature
 from .tables import SignatureStatus as Status
 
@@ -98,12 +99,6 @@ async def tally_rows(
     return tally
 
 
-def _marks(connection: BaseDBAsyncClient, count: int) -> list[str]:
-    if connection.capabilities.dialect == "postgres":
-        return [f"${n}" for n in range(1, count + 1)]
-    return ["?"] * count
-
-
 async def move(connection: BaseDBAsyncClient, petition_id: int, tally: Tally) -> None:
     """Add `tally` to the petition's counters (whose row the caller has locked): one statement
     per table, inserting the counters not there yet."""
@@ -136,7 +131,7 @@ async def _upsert(
     """Insert `rows`, adding each one's count to the counter already there (or, `replace`,
     setting it); every column but the last is the counter's key."""
     width = len(columns)
-    places = _marks(connection, width * len(rows))
+    places = marks(connection, width * len(rows))
     values = ",".join(
         "(" + ",".join(places[i : i + width]) + ")" for i in range(0, len(places), width)
     )
@@ -191,7 +186,7 @@ async def reach_as_signed(
 async def _reached(
     connection: BaseDBAsyncClient, petition_id: int, counts: list[int], now: datetime
 ) -> list[MilestoneReached]:
-    places = _marks(connection, 3 * len(counts))
+    places = marks(connection, 3 * len(counts))
     values = ",".join(f"({a},{b},{c})" for a, b, c in zip(*[iter(places)] * 3, strict=True))
     written = await connection.execute_query_dict(
         f'INSERT INTO "milestone" ("petition_id","count","reached_at") VALUES {values} '
@@ -329,7 +324,7 @@ async def counted_figures(connection: BaseDBAsyncClient, petition_id: int) -> Fi
         .group_by("country")
         .values_list("country", "signatures")
     )
-    one, two = _marks(connection, 2)
+    one, two = marks(connection, 2)
     by_minute = await connection.execute_query_dict(
         f'SELECT {_minute_sql(connection)} AS "minute", COUNT(*) AS "signatures" '
         f'FROM "signature" WHERE "petition_id" = {one} AND "status" = {two} GROUP BY 1',

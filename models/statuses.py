@@ -25,12 +25,12 @@ from tortoise.transactions import in_transaction
 from subscriptions import CountChanged, Event, Publisher
 
 from . import figures
+from .database import marks
 from .errors import RefusalCode, Refused
 from .signing import Signed, refusal_to_sign, signature_added
 from .tables import Petition, Signature, SignatureStatus
 from .text import canonical_domain
 from .tokens import token_hash
-from .writer import marks
 
 _NOT_COUNTED = (SignatureStatus.QUARANTINED, SignatureStatus.INVALID)
 

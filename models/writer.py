@@ -36,6 +36,7 @@ from tortoise.transactions import in_transaction
 from subscriptions import Event, Publisher
 
 from . import figures
+from .database import marks
 from .errors import Refused
 from .outbox import Mail, already_signed_mail, confirmation_mail, queue_mails
 from .petitions import MAX_PETITION_ID
@@ -379,13 +380,6 @@ async def _insert(
             row.id = pk
             stored[waiting] = row
     return stored
-
-
-def marks(connection: BaseDBAsyncClient, count: int) -> list[str]:
-    """Parameter placeholders in the connection's dialect."""
-    if connection.capabilities.dialect == "postgres":
-        return [f"${n}" for n in range(1, count + 1)]
-    return ["?"] * count
 
 
 async def _delete(connection: BaseDBAsyncClient, ids: list[int]) -> None:

@@ -41,10 +41,14 @@ def page_headers(
 ) -> dict[str, str]:
     """Headers of a page: `frame_ancestors` a CSP source list ('none' adds X-Frame-Options:
     DENY for browsers without CSP 3), `images` origins of petition images beside the service's."""
+    return dict(_headers(_host(request), frame_ancestors, tuple(images)))
+
+
+def _host(request: Request) -> str:
+    """The host the client asked for, when it looks like one (nothing a client sends goes
+    into the policy unchecked); "" when not."""
     host = request.headers.get("host") or request.url.netloc
-    if not _HOST.fullmatch(host):
-        host = ""  # nothing a client sends goes into the policy unchecked
-    return dict(_headers(host, frame_ancestors, tuple(images)))
+    return host if _HOST.fullmatch(host) else ""
 
 
 @lru_cache(maxsize=256)
@@ -69,3 +73,24 @@ def _headers(
     if frame_ancestors == "'none'":
         headers["X-Frame-Options"] = "DENY"
     return tuple(headers.items())
+
+
+def raw_page_headers(
+    request: Request, *, frame_ancestors: str = "'none'", images: Sequence[str] = ()
+) -> tuple[tuple[bytes, bytes], ...]:
+    """`page_headers` of a kept HTML page, encoded for ASGI, with its content type and
+    caching (revalidate each time: the page is live, its ETag makes that cheap)."""
+    return _raw_headers(_host(request), frame_ancestors, tuple(images))
+
+
+@lru_cache(maxsize=256)
+def _raw_headers(
+    host: str, frame_ancestors: str, images: tuple[str, ...]
+) -> tuple[tuple[bytes, bytes], ...]:
+    named = [
+        *_headers(host, frame_ancestors, images),
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Cache-Control", "no-cache"),
+        ("Vary", "Accept-Encoding"),
+    ]
+    return tuple((name.lower().encode(), value.encode("latin-1")) for name, value in named)

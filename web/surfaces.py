@@ -23,7 +23,7 @@ from schema import PetitionSchema, ResultCache
 
 from . import data
 from .assets import asset_response, load_assets
-from .headers import Framing, origin_of, page_headers
+from .headers import Framing, origin_of, page_headers, raw_page_headers
 from .render import render
 
 SIGN_FIELDS = ("firstName", "lastName", "email", "country", "comment", "showName")
@@ -92,8 +92,9 @@ class Surfaces:
         slug: str = request.path_params["slug"]
         if request.method == "POST":
             return await self._posted(request, slug)
-        after = request.query_params.get("after")
-        before = None if after else request.query_params.get("before")
+        query = request.query_params if request.scope["query_string"] else {}
+        after = query.get("after")
+        before = None if after else query.get("before")
         key = (
             b"Hp"
             + slug.encode()
@@ -276,26 +277,29 @@ class Surfaces:
         """A page just rendered, offered to the page cache."""
         kept = KeptPage.of(html, _image_origins(petition))
         cache.put(key, kept, answer.reads, since)
-        return self._kept(request, kept, framing, "miss")
+        return self._kept(request, kept, framing, b"miss")
 
     def _kept(
-        self, request: Request, kept: KeptPage, framing: str, x_cache: str = "hit"
+        self, request: Request, kept: KeptPage, framing: str, x_cache: bytes = b"hit"
     ) -> Response:
-        zipped = "gzip" in request.headers.get("accept-encoding", "")
+        """A kept page, its headers encoded once per host, framing and images (the hot path
+        of a shared link: no header is built per request)."""
+        headers = request.headers
+        zipped = "gzip" in headers.get("accept-encoding", "")
         etag = kept.zipped_etag if zipped else kept.etag
-        headers = page_headers(request, frame_ancestors=framing, images=kept.images)
-        headers["Cache-Control"] = "no-cache"
-        headers["ETag"] = etag
-        headers["Vary"] = "Accept-Encoding"
-        headers["X-Cache"] = x_cache
-        held = request.headers.get("if-none-match")
+        raw = [
+            *raw_page_headers(request, frame_ancestors=framing, images=kept.images),
+            (b"etag", etag.encode()),
+            (b"x-cache", x_cache),
+        ]
+        held = headers.get("if-none-match")
         if held is not None and etag in (tag.strip() for tag in held.split(",")):
-            return Response(status_code=304, headers=headers)
+            return _Encoded(304, raw)
+        body = kept.zipped if zipped else kept.plain
         if zipped:
-            headers["Content-Encoding"] = "gzip"
-        return Response(
-            kept.zipped if zipped else kept.plain, headers=headers, media_type="text/html"
-        )
+            raw.append((b"content-encoding", b"gzip"))
+        raw.append((b"content-length", str(len(body)).encode()))
+        return _Encoded(200, raw, body)
 
     def _not_found(self, request: Request, framing: str = "'none'") -> Response:
         headers = page_headers(request, frame_ancestors=framing)
@@ -307,6 +311,16 @@ class Surfaces:
         headers = page_headers(request)
         html = render("bad_page.html", base=f"/p/{quote(slug)}")
         return Response(html, status_code=400, headers=headers, media_type="text/html")
+
+
+class _Encoded(Response):
+    """A response whose headers are encoded already."""
+
+    def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes = b""):
+        self.status_code = status
+        self.raw_headers = raw_headers
+        self.body = body
+        self.background = None
 
 
 def _image_origins(petition: dict[str, Any] | None) -> list[str]:
