@@ -38,7 +38,6 @@ needs_postgres = pytest.mark.skipif(
 )
 
 
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """In CI (PETITIONS_TEST_NO_SKIPS=1) a skipped test is a failed one: every backend, the
