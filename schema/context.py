@@ -36,6 +36,12 @@ class Context:
     connection: HTTPConnection
     reads: Reads = field(default_factory=Reads)
 
+    @classmethod
+    def of(cls, connection: HTTPConnection, role: TokenRole | None) -> Context:
+        """The context of a request or websocket, from the process's state (the lifespan's)."""
+        state = connection.state
+        return cls(state.hub, state.writer, state.petitions, state.policy, role, connection)
+
     # Every permission the schema checks is one of these.
     @property
     def admin(self) -> bool:

@@ -100,15 +100,8 @@ class GraphQLApp(GraphQL[Context, None]):
         self.plans = Plans(schema.documents)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        state = request.state
-        context = Context(
-            hub=state.hub,
-            writer=state.writer,
-            petitions=state.petitions,
-            policy=state.policy,
-            role=await state.roles.role_of(request.headers.get("authorization")),
-            connection=request,
-        )
+        role = await request.state.roles.role_of(request.headers.get("authorization"))
+        context = Context.of(request, role)
         request.scope[_CONTEXT] = context
         return context
 

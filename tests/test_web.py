@@ -16,20 +16,10 @@ from asgi_lifespan import LifespanManager
 import models
 from server import create_app
 from tests.factories import create_petition, sign
+from tests.test_api import SEED_NAMES
 
 DEMO = f"/p/{models.DEMO_SLUG}"
-NEWEST_TEN = [
-    "Peter Kelly",
-    "Barbra Doherty",
-    "Marianne Mancini",
-    "Monique Battoue-Delporte",
-    "Vanessa Bartley",
-    "Wanda Ray",
-    "Aaron Grafton",
-    "Sanath Gunawardena",
-    "Andreas Dorst",
-    "Julia Linke",
-]
+NEWEST_TEN = SEED_NAMES
 WIDGET_BUDGET = 30 * 1024
 
 

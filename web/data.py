@@ -64,14 +64,6 @@ async def run(
 ) -> Answer:
     """Run `document` as an anonymous reader would (the page never shows what a bearer
     token would let its sender see: pages are cached and shared)."""
-    state = request.state
-    context = Context(
-        hub=state.hub,
-        writer=state.writer,
-        petitions=state.petitions,
-        policy=state.policy,
-        role=None,
-        connection=request,
-    )
+    context = Context.of(request, role=None)
     result = await schema.execute(document, variable_values=variables, context_value=context)
     return Answer(result.data or {}, bool(result.errors), context.reads)
