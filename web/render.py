@@ -10,7 +10,7 @@ import pycountry
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-MILESTONES = (100, 1_000, 10_000, 100_000, 1_000_000)
+from models.figures import MILESTONES
 
 COUNTRIES: tuple[tuple[str, str], ...] = tuple(
     sorted(
