@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import logging
+import logging.config
 import os
 import resource
 import sys
@@ -119,6 +119,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from server import GoingAwayWebSocketProtocol, create_app, prepare_database
+    from serving.logs import log_config
 
     if args.workers > 1 and settings.broadcast_url.startswith("memory:"):
         print(
@@ -128,8 +129,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.demo:
-        demo(args, settings)
+    if args.demo:  # a log line, not a print: it goes where the server's logs go, as they go
+        logging.getLogger("petitions").info(_load_demo(settings))
     asyncio.run(prepare_database(settings))  # refuse a schema that is behind, before forking
     _raise_open_file_limit()
     options: dict[str, Any] = {
@@ -141,6 +142,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         "access_log": settings.access_log,
         "proxy_headers": False,  # uvicorn would believe 127.0.0.1: ours, if configured
         "log_level": "info",
+        "log_config": log_config(settings.log_format),
     }
     if args.workers > 1:  # each worker imports `server:app`, configured by the same variables
         uvicorn.run(
@@ -152,6 +154,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def demo(args: argparse.Namespace, settings: Settings) -> int:
+    print(_load_demo(settings))
+    return 0
+
+
+def _load_demo(settings: Settings) -> str:
+    """Load the demo petition if it is not there; where it is."""
     import models
 
     async def load() -> models.Petition:
@@ -159,8 +167,7 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
             return await models.load_demo()
 
     petition = asyncio.run(load())
-    print(f"demo petition: /{petition.slug} ({petition.signature_count} signatures)")
-    return 0
+    return f"demo petition: /p/{petition.slug} ({petition.signature_count} signatures)"
 
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -595,13 +602,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The `petitions` command."""
     args = make_parser().parse_args(argv)
     from server import BadSetting, SchemaBehind, Settings
+    from serving.logs import log_config
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
     except BadSetting as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
+    logging.config.dictConfig(log_config(settings.log_format))
     run: Callable[[argparse.Namespace, Settings], int] = args.run
     try:
         return run(args, settings)

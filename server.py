@@ -68,6 +68,7 @@ class Settings:
     ws_compression: bool = False
     channel_prefix: str = "petitions"
     access_log: bool = False
+    log_format: str = "text"  # or "json": one object per line
     # Limits (see the README's "Limits"): each the largest accepted.
     max_body_bytes: int = 65_536
     max_aliases: int = 30
@@ -241,6 +242,7 @@ class Settings:
             ws_compression=_flag(env.get("PETITIONS_WS_COMPRESSION", "false")),
             channel_prefix=text("CHANNEL_PREFIX") or default.channel_prefix,
             access_log=_flag(env.get("PETITIONS_ACCESS_LOG", "false")),
+            log_format=choice("LOG_FORMAT", default.log_format, {"text", "json"}),
             max_body_bytes=number("MAX_BODY_BYTES", default.max_body_bytes),
             max_aliases=number("MAX_ALIASES", default.max_aliases),
             max_depth=number("MAX_DEPTH", default.max_depth),
