@@ -29,7 +29,9 @@ def record(message: str, *args: object, exc: bool = False) -> logging.LogRecord:
             raise ValueError("no signer ada.lovelace+x@example.org here")
         except ValueError:
             exc_info = sys.exc_info()
-    return logging.LogRecord("petitions.test", logging.WARNING, __file__, 1, message, args, exc_info)
+    return logging.LogRecord(
+        "petitions.test", logging.WARNING, __file__, 1, message, args, exc_info
+    )
 
 
 def test_every_address_is_scrubbed_however_it_is_written():
