@@ -74,7 +74,7 @@ async def erase_signer(
             tally = await figures.tally_rows(connection, valid, -1)
             deleted = await rows.using_db(connection).delete()  # its outbox mails go with it
             if petition is not None and tally.total:
-                events += await tick(connection, petition, tally.total, tally)
+                events += await tick(connection, petition, tally)
         signatures += deleted
         if progress is not None:
             progress(deleted)

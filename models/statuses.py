@@ -42,11 +42,13 @@ async def lock_petition(connection: BaseDBAsyncClient, petition_id: int) -> Peti
 
 
 async def tick(
-    connection: BaseDBAsyncClient, petition: Petition, counted: int, tally: figures.Tally
+    connection: BaseDBAsyncClient, petition: Petition, tally: figures.Tally
 ) -> list[Event]:
-    """Move the locked petition's count by `counted` and its figures by `tally` (of the same
-    signatures), and take a tick of its signature clock: the event that tells every process,
-    with the count as it now stands, then any milestone the count passed for the first time."""
+    """Move the locked petition's count and figures by `tally` (the signatures it gains, or
+    loses: negative), and take a tick of its signature clock: the event that tells every
+    process, with the count as it now stands, then any milestone the count passed for the
+    first time."""
+    counted = tally.total
     await connection.execute_query(
         'UPDATE "petition" SET "signature_count" = "signature_count" + {}, '
         '"last_signature_number" = "last_signature_number" + 1 WHERE "id" = {}'.format(
@@ -240,11 +242,7 @@ async def strike_signatures(
         if status is SignatureStatus.INVALID:
             valid = rows.filter(status=SignatureStatus.VALID)
             tally = await figures.tally_rows(connection, valid, -1)
-            struck = (
-                await rows.filter(status=SignatureStatus.VALID)
-                .using_db(connection)
-                .update(status=SignatureStatus.INVALID)
-            )
+            struck = await valid.using_db(connection).update(status=SignatureStatus.INVALID)
             held = (
                 await rows.filter(status=SignatureStatus.QUARANTINED)
                 .using_db(connection)
@@ -263,7 +261,7 @@ async def strike_signatures(
             events = await number_as_valid(connection, petition, fresh)
             changed = counted + len(fresh)
         if counted:  # back at their places, or struck off: the count moves, unannounced
-            events += await tick(connection, petition, counted, tally)
+            events += await tick(connection, petition, tally)
     await publisher.publish(*events)
     return Struck(matched, changed, petition)
 
