@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import io
 import logging.config
 import os
 import resource
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm import tqdm
@@ -145,12 +149,30 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         "log_config": log_config(settings.log_format),
     }
     if args.workers > 1:  # each worker imports `server:app`, configured by the same variables
+        if settings.metrics_token is not None:
+            _share_metrics()
         uvicorn.run(
             "server:app", workers=args.workers, ws="server:GoingAwayWebSocketProtocol", **options
         )
     else:
         uvicorn.run(create_app(settings), ws=GoingAwayWebSocketProtocol, **options)
     return 0
+
+
+def _share_metrics() -> None:
+    """Workers write their figures to files in one folder, which `/metrics` adds up
+    (prometheus-client's multiprocess mode): the operator's `PROMETHEUS_MULTIPROC_DIR`, emptied
+    of an earlier run's figures, or a new temporary folder. Set before the workers start: each
+    reads it when it first imports prometheus-client."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        folder = tempfile.mkdtemp(prefix="petitions-metrics-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
 
 
 def demo(args: argparse.Namespace, settings: Settings) -> int:

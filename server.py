@@ -23,11 +23,13 @@ from starlette.routing import Route, WebSocketRoute
 from tortoise.context import TortoiseContext
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+import metrics
 import models
 from schema import Limits, PetitionRows, Policy, ResultCache, make_schema
 from schema.cache import Changes
 from schema.rates import RateLimits, parse_rate
 from serving import (
+    Answer,
     BodyLimit,
     DatabaseContext,
     GraphQLApp,
@@ -39,6 +41,7 @@ from serving import (  # re-exported: `petitions serve --workers` runs uvicorn w
 from serving.confirm import confirm_page
 from serving.exports import signatures_export
 from serving.mailer import Mailer, parse_smtp_url
+from serving.metrics import metrics_endpoint, watch_broadcast
 from subscriptions import Hub
 from web import KeptPage, Surfaces
 
@@ -69,6 +72,7 @@ class Settings:
     channel_prefix: str = "petitions"
     access_log: bool = False
     log_format: str = "text"  # or "json": one object per line
+    metrics_token: str | None = None  # set: GET /metrics, for a bearer of it
     # Limits (see the README's "Limits"): each the largest accepted.
     max_body_bytes: int = 65_536
     max_aliases: int = 30
@@ -243,6 +247,7 @@ class Settings:
             channel_prefix=text("CHANNEL_PREFIX") or default.channel_prefix,
             access_log=_flag(env.get("PETITIONS_ACCESS_LOG", "false")),
             log_format=choice("LOG_FORMAT", default.log_format, {"text", "json"}),
+            metrics_token=text("METRICS_TOKEN"),
             max_body_bytes=number("MAX_BODY_BYTES", default.max_body_bytes),
             max_aliases=number("MAX_ALIASES", default.max_aliases),
             max_depth=number("MAX_DEPTH", default.max_depth),
@@ -278,7 +283,7 @@ class State(TypedDict):
     database: TortoiseContext
     roles: models.Roles
     hub: Hub
-    cache: ResultCache[bytes]
+    cache: ResultCache[Answer]
     pages: ResultCache[KeptPage]
     petitions: PetitionRows
     writer: models.SignatureWriter
@@ -302,6 +307,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The whole service as one ASGI app."""
     settings = settings or Settings.from_env()
     schema = make_schema(introspection=settings.introspection, limits=settings.limits)
+    if settings.metrics_token is not None:
+        metrics.enable()
     graphql = GraphQLApp(
         schema,
         allowed_origins=settings.allowed_origins,
@@ -323,7 +330,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 prefix=settings.channel_prefix,
             )
             changes = Changes()
-            cache = ResultCache[bytes](changes, enabled=lambda: hub.healthy)
+            cache = ResultCache[Answer](changes, enabled=lambda: hub.healthy)
             pages = ResultCache[KeptPage](changes, enabled=lambda: hub.healthy)
             petitions = PetitionRows(changes, enabled=lambda: hub.healthy)
             for observer in (changes.observe, cache.observe, pages.observe, petitions.observe):
@@ -350,9 +357,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 quarantine_over_limit=settings.sign_limit_action == "quarantine",
                 confirm_ttl=timedelta(seconds=settings.confirm_ttl),
             )
-            collector = asyncio.create_task(
-                keep_connections_out_of_the_collector(lambda: graphql.open_websockets)
-            )
+            watches = [
+                asyncio.create_task(
+                    keep_connections_out_of_the_collector(lambda: graphql.open_websockets)
+                )
+            ]
+            if metrics.enabled():
+                watches.append(asyncio.create_task(watch_broadcast(hub)))
             try:
                 yield {
                     "database": database,
@@ -366,9 +377,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "settings": settings,
                 }
             finally:
-                collector.cancel()
-                with suppress(asyncio.CancelledError):
-                    await collector
+                for watch in watches:
+                    watch.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await watch
                 await writer.stop()  # every accepted signature is written before we go
                 if mailer is not None:
                     await mailer.stop()  # what it has not sent waits in the outbox
@@ -390,11 +402,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware.insert(
             0, Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
         )
+    operator = []  # 404 when unset: nobody learns there is anything to guess
+    if settings.metrics_token is not None:
+        operator.append(Route("/metrics", metrics_endpoint(settings.metrics_token)))
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            *operator,
             Route("/confirm/{token}", confirm_page, methods=["GET", "POST"]),
             Route("/petitions/{slug}/signatures.{format}", signatures_export, methods=["GET"]),
             # the pages, the embed, /widget.js, the dashboard and their static files (web/)

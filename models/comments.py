@@ -20,6 +20,7 @@ from tortoise.expressions import F
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+import metrics
 from subscriptions import CommentAdded, CommentRemoved, Event, Publisher
 
 from . import spam
@@ -98,6 +99,7 @@ async def add_comment(
             connection, petition, author_name, email, body, moderation
         )
     await petition.refresh_from_db(fields=["comment_count", "signature_count"])
+    metrics.comment(str(comment.status.value).lower())
     if event is not None:
         await publisher.publish(event)
     return Commented(comment, petition)

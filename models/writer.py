@@ -33,6 +33,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+import metrics
 from subscriptions import Event, Publisher
 
 from . import figures
@@ -71,10 +72,23 @@ class _Waiting:
     def settle(self, outcome: Signed | BaseException) -> None:
         if self.answer.done():
             return
+        metrics.signature(_status_of(outcome))
         if isinstance(outcome, BaseException):
             self.answer.set_exception(outcome)
         else:
             self.answer.set_result(outcome)
+
+
+def _status_of(outcome: Signed | BaseException) -> str:
+    """What the metrics call a signature's outcome: the status stored (valid, pending,
+    quarantined), the refusal (already_signed, petition_closed, …), or failed."""
+    if isinstance(outcome, Refused):
+        return outcome.problems[0].code.value.lower()
+    if isinstance(outcome, BaseException):
+        return "failed"
+    if outcome.signature.id is None:  # confirmation mode answers a repeat as a first
+        return "already_signed"
+    return str(outcome.signature.status.value).lower()
 
 
 class Stopped(RuntimeError):
@@ -136,6 +150,7 @@ class SignatureWriter:
             batch = [
                 self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))
             ]
+            metrics.writer_batch(len(batch))
             try:
                 # A task of its own per batch: Tortoise keeps the current transaction in a
                 # context variable, and a transaction broken by a lost connection would

@@ -11,6 +11,8 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 
+import metrics
+
 from .cache import PetitionRows, ResultCache
 from .context import Context, Info, Policy
 from .deadlines import Deadlines
@@ -77,6 +79,8 @@ class JudgedDocuments(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         self.execution_context.pre_execution_errors = list(self.judged.errors)
+        if self.judged.limited:  # over HTTP the endpoint answers these; here, websockets
+            metrics.refused("limit")
         yield
 
 

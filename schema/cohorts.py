@@ -50,6 +50,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
+import metrics
 from subscriptions import FellBehind
 
 from .context import Context
@@ -365,11 +366,24 @@ class CohortTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, serving hot subscriptions from cohorts."""
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
-        cohorts: Cohorts | None = getattr(self.view, "cohorts", None)
         documents: Documents | None = getattr(self.schema, "documents", None)
-        field = None
-        if documents is not None:
-            field = hot_field(documents.judge(operation.query), operation.operation_name)
+        judged = None if documents is None else documents.judge(operation.query)
+        asked = judged.operation(operation.operation_name) if judged else None
+        root = judged.root_field(operation.operation_name) if judged else None
+        if asked is None or asked.operation is not OperationType.SUBSCRIPTION or root is None:
+            await self._run_operation(operation, judged)  # a refusal, a query, a mutation
+            return
+        metrics.subscriptions(root, +1)
+        try:
+            await self._run_operation(operation, judged)
+        finally:
+            metrics.subscriptions(root, -1)
+
+    async def _run_operation(
+        self, operation: Operation[Context, None], judged: Judged | None
+    ) -> None:
+        cohorts: Cohorts | None = getattr(self.view, "cohorts", None)
+        field = None if judged is None else hot_field(judged, operation.operation_name)
         if cohorts is None or field is None:
             await super().run_operation(operation)
             return

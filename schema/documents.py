@@ -75,6 +75,28 @@ class Judged:
 
     document: DocumentNode | None
     errors: tuple[GraphQLError, ...]
+    limited: bool = False  # refused for going over a limit, not for breaking a rule
+
+    def operation(self, operation_name: str | None) -> OperationDefinitionNode | None:
+        """The operation a fit document runs; None for a refused document."""
+        if self.document is None or self.errors:
+            return None
+        for definition in self.document.definitions:
+            if not isinstance(definition, OperationDefinitionNode):
+                continue
+            name = definition.name.value if definition.name else None
+            if operation_name is None or name == operation_name:
+                return definition
+        return None
+
+    def root_field(self, operation_name: str | None) -> str | None:
+        """The first root field of the operation a fit document runs (`signPetition`,
+        `petition`): what the metrics call the operation. None for a refused document."""
+        operation = self.operation(operation_name)
+        for selection in operation.selection_set.selections if operation else ():
+            if isinstance(selection, FieldNode):
+                return selection.name.value
+        return None
 
 
 _SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
@@ -130,14 +152,15 @@ class Documents:
         try:
             document = parse(query, max_tokens=self.limits.tokens, allow_empty_selection_sets=False)
         except GraphQLError as error:
-            return self._refused(None, [error])
+            limited = "more than" in error.message and "tokens" in error.message
+            return self._refused(None, [error], limited=limited)
         cost = document_cost(self.schema, document)
         if cost > self.limits.cost:
             message = (
                 f"This document costs {cost:,}, more than the {self.limits.cost:,} allowed: "
                 "ask for fewer items (`first`, `last`) or fewer fields."
             )
-            return self._refused(document, [GraphQLError(message)])
+            return self._refused(document, [GraphQLError(message)], limited=True)
         # Strawberry's limiters judge when they are made: no visit of the document needed.
         errors: list[GraphQLError] = []
         context = ValidationContext(self.schema, document, TypeInfo(self.schema), errors.append)
@@ -148,21 +171,24 @@ class Documents:
                 pass
         if len(errors) > self.limits.errors:  # one a field too deep: as many as graphql-core
             errors[self.limits.errors :] = [GraphQLError(TOO_MANY_ERRORS)]
-        if not errors:
-            errors = validate(
-                self.schema,
-                document,
-                self._rules,
-                max_errors=self.limits.errors,
-                hide_suggestions=not self.introspection,
-            )
+        if errors:
+            return self._refused(document, errors, limited=True)
+        errors = validate(
+            self.schema,
+            document,
+            self._rules,
+            max_errors=self.limits.errors,
+            hide_suggestions=not self.introspection,
+        )
         return self._refused(document, errors) if errors else Judged(document, ())
 
-    def _refused(self, document: DocumentNode | None, errors: list[GraphQLError]) -> Judged:
+    def _refused(
+        self, document: DocumentNode | None, errors: list[GraphQLError], *, limited: bool = False
+    ) -> Judged:
         if not self.introspection:
             for error in errors:
                 without_suggestion(error)
-        return Judged(document, tuple(errors))
+        return Judged(document, tuple(errors), limited)
 
 
 MERGE_BUDGET = 10_000  # the service's own documents spend under 10

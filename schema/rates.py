@@ -13,6 +13,8 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+import metrics
+
 log = logging.getLogger("petitions.rates")
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*s\s*$")
@@ -65,6 +67,8 @@ class RateLimits:
         if self._failing:
             log.info("rate limits counted again")
             self._failing = False
+        if not allowed:
+            metrics.refused("rate")
         return allowed
 
     async def close(self) -> None:

@@ -8,8 +8,10 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from json import JSONDecodeError
 from typing import Any, cast
@@ -23,16 +25,35 @@ from strawberry.asgi import GraphQL
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
+import metrics
 from schema import Context, PetitionSchema, ResultCache
 from schema.cache import Reads
 from schema.cohorts import Cohorts, CohortTransportWSHandler, TextWebSocketAdapter
 from schema.compiled import Plans
+from schema.documents import Judged
 from schema.errors import MASKED
 
 log = logging.getLogger("petitions.endpoint")
 
 _CONTEXT = "petitions.context"
 _CACHEABLE_BODY = 16_384
+
+Answer = tuple[bytes, str]
+"""A kept answer: its JSON, and the operation (root field) it answers, for the metrics."""
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A request's document and variables, decoded once, and the schema's verdict on it."""
+
+    data: dict[str, Any]
+    judged: Judged
+    operation_name: str | None
+
+    @property
+    def operation(self) -> str:
+        """The root field, as the metrics label it ("refused" when the document is)."""
+        return self.judged.root_field(self.operation_name) or "refused"
 
 
 class LimitedWebSocketAdapter(TextWebSocketAdapter):
@@ -45,6 +66,7 @@ class LimitedWebSocketAdapter(TextWebSocketAdapter):
             while self.ws.application_state != WebSocketState.DISCONNECTED:
                 text = await self.ws.receive_text()
                 if limit and len(text) > limit // 4 and len(text.encode()) > limit:
+                    metrics.refused("body")
                     await self.ws.close(code=1009, reason="message too big")
                     return
                 try:
@@ -108,27 +130,34 @@ class GraphQLApp(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             self.open_websockets += 1
+            metrics.websockets(+1)
             try:
                 await super().__call__(scope, receive, send)
             finally:
                 self.open_websockets -= 1
+                metrics.websockets(-1)
             return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        started = time.perf_counter()
         request = Request(scope, receive)
-        cache: ResultCache[bytes] = request.state.cache
+        cache: ResultCache[Answer] = request.state.cache
         key = await _cache_key(request)
         if key is not None and (kept := cache.get(key)) is not None:
-            await _send_json(request, send, kept, cacheable=True, x_cache=b"hit")
+            await _send_json(request, send, kept[0], cacheable=True, x_cache=b"hit")
+            metrics.request(kept[1], "cached", time.perf_counter() - started)
             return
         since = cache.changes.now
-        if (compiled := await self._compiled(request)) is not None:
+        asked = await self._asked(request)
+        if asked is not None and (compiled := await self._compiled(request, asked)) is not None:
             answer, reads = compiled
-            cacheable = _keep(cache, key, answer, reads, since)
+            cacheable = _keep(cache, key, (answer, asked.operation), reads, since)
             x_cache = b"miss" if key is not None else None
             await _send_json(request, send, answer, cacheable=cacheable, x_cache=x_cache)
+            metrics.request(asked.operation, "compiled", time.perf_counter() - started)
             return
+        operation = "unknown" if asked is None else asked.operation
         try:
             response = await self.run(request)
         except HTTPException as error:
@@ -139,23 +168,21 @@ class GraphQLApp(GraphQL[Context, None]):
             response.status_code == 200
             and context is not None
             and body is not None
-            and _keep(cache, key, body, context.reads, since)
+            and _keep(cache, key, (body, operation), context.reads, since)
         )
         if cacheable and request.method == "GET":
             assert body is not None
             await _send_json(request, send, body, cacheable=True, x_cache=b"miss")
-            return
-        response.headers["Cache-Control"] = _cache_control(request, cacheable=cacheable)
-        if key is not None:
-            response.headers["X-Cache"] = "miss"
-        await response(scope, receive, send)
+        else:
+            response.headers["Cache-Control"] = _cache_control(request, cacheable=cacheable)
+            if key is not None:
+                response.headers["X-Cache"] = "miss"
+            await response(scope, receive, send)
+        metrics.request(operation, "strawberry", time.perf_counter() - started)
 
-    async def _compiled(self, request: Request) -> tuple[bytes, Reads] | None:
-        """The answer of a hot document's compiled plan (see schema/compiled.py) and what
-        it read, or the refusal of a document the limits or the rules refuse (as Strawberry
-        would answer it, without its per-request machinery: a flood of refused documents costs
-        their parsing and little else); None for Strawberry to answer: any other document, and
-        anything unusual about this one."""
+    async def _asked(self, request: Request) -> _Asked | None:
+        """The document and variables of a JSON POST or a GET, judged; None for anything
+        else (Strawberry answers it)."""
         headers = request.headers
         if "multipart" in headers.get("accept", ""):
             return None  # incremental delivery is Strawberry's
@@ -182,18 +209,29 @@ class GraphQLApp(GraphQL[Context, None]):
         if operation_name is not None and not isinstance(operation_name, str):
             return None
         schema = cast(PetitionSchema, self.schema)  # the benchmark's baseline swaps it
-        judged = schema.documents.judge(query)
+        return _Asked(data, schema.documents.judge(query), operation_name)
+
+    async def _compiled(self, request: Request, asked: _Asked) -> tuple[bytes, Reads] | None:
+        """The answer of a hot document's compiled plan (see schema/compiled.py) and what
+        it read, or the refusal of a document the limits or the rules refuse (as Strawberry
+        would answer it, without its per-request machinery: a flood of refused documents costs
+        their parsing and little else); None for Strawberry to answer: any other document, and
+        anything unusual about this one."""
+        judged = asked.judged
         if judged.errors:
+            if judged.limited:
+                metrics.refused("limit")
             errors = [error.formatted for error in judged.errors]
             return json.dumps({"data": None, "errors": errors}).encode(), Reads()
-        plan = self.plans.get(query, operation_name)
+        plan = self.plans.get(asked.data["query"], asked.operation_name)
         if plan is None or (request.method == "GET" and not plan.reads_only):
             return None  # GET never changes anything: Strawberry refuses it
         context = await self.get_context(request, None)
+        schema = cast(PetitionSchema, self.schema)
         seconds = schema.limits.seconds
         try:
             async with schema.deadlines.within():
-                answer = await plan.run(context, data.get("variables"))
+                answer = await plan.run(context, asked.data.get("variables"))
         except TimeoutError:  # as PetitionSchema.execute answers one
             log.warning("an operation ran out of its %s s", seconds)
             return _TIMED_OUT, context.reads
@@ -218,13 +256,13 @@ async def _cache_key(request: Request) -> bytes | None:
 
 
 def _keep(
-    cache: ResultCache[bytes], key: bytes | None, body: bytes, reads: Reads, since: int
+    cache: ResultCache[Answer], key: bytes | None, answer: Answer, reads: Reads, since: int
 ) -> bool:
     """Offer a public answer without errors to the cache, for the identical requests to come;
     whether it may be kept."""
-    if key is None or not reads.keepable or b'"errors"' in body:
+    if key is None or not reads.keepable or b'"errors"' in answer[0]:
         return False
-    cache.put(key, body, reads, since)
+    cache.put(key, answer, reads, since)
     return True
 
 

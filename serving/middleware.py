@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import metrics
 import models
 
 
@@ -61,6 +62,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics.refused("body")
         message = f"The request body is larger than the {self.max_bytes:,} bytes allowed."
         response = JSONResponse({"errors": [{"message": message}]}, status_code=413)
         await response(scope, receive, send)
