@@ -23,6 +23,13 @@ from .figures import (
     next_bucket,
     signatures_over_time,
 )
+from .listings import (
+    PUBLISHED_COMMENTS,
+    VALID_SIGNATURES,
+    CommentRow,
+    Listing,
+    SignatureRow,
+)
 from .outbox import Mail
 from .petitions import (
     create_petition,
@@ -67,6 +74,11 @@ from .tokens import Roles
 from .writer import SignatureWriter, Stopped
 
 __all__ = [
+    "PUBLISHED_COMMENTS",
+    "VALID_SIGNATURES",
+    "CommentRow",
+    "Listing",
+    "SignatureRow",
     "BucketCount",
     "CountryCount",
     "Milestone",

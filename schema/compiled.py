@@ -21,6 +21,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,10 +66,30 @@ ROOTS: dict[tuple[OperationType, str], Callable[..., Awaitable[Any]]] = {
 
 Write = Callable[[Any], Any]  # a resolved value -> its JSON-ready form
 Fragments = Mapping[str, FragmentDefinitionNode]
+Arguments = tuple[tuple[str, str, Callable[[Any], Any]], ...]  # GraphQL name, Python, convert
+
+# What this run's fetches found, by `Fetch`: the writers run synchronously, after them.
+_FETCHED: ContextVar[dict[Fetch, Any]] = ContextVar("petitions.compiled.fetched")
 
 
 class NotCompiled(Exception):
     """The document asks for something a plan does not do: Strawberry runs it."""
+
+
+@dataclass(frozen=True, eq=False)  # each one is itself: a key by identity
+class Fetch:
+    """A field of the root's object with a resolver of its own that needs nothing but the
+    object and its arguments (a page of `signatures`, of `comments`): awaited after the root
+    field, before the answer is written."""
+
+    node: FieldNode
+    field: GraphQLField
+    arguments: Arguments
+    resolve: Callable[..., Awaitable[Any]]
+
+    async def run(self, owner: Any, values: Any) -> Any:
+        given = get_argument_values(self.field, self.node, values)
+        return await self.resolve(owner, **_converted(self.arguments, given))
 
 
 @dataclass(frozen=True)
@@ -79,9 +100,10 @@ class Plan:
     operation: OperationDefinitionNode
     node: FieldNode
     field: GraphQLField
-    arguments: tuple[tuple[str, str, Callable[[Any], Any]], ...]  # GraphQL name, Python, convert
+    arguments: Arguments
     resolve: Callable[..., Awaitable[Any]]
     write: Write
+    fetches: tuple[Fetch, ...] = ()
 
     @property
     def reads_only(self) -> bool:
@@ -108,15 +130,18 @@ class Plan:
             given = get_argument_values(self.field, self.node, values)
         except GraphQLError:
             return None
-        kwargs = {
-            python: convert(given[name])
-            for name, python, convert in self.arguments
-            if name in given
-        }
+        kwargs = _converted(self.arguments, given)
         try:
-            answer: dict[str, Any] = {
-                "data": {self.key: self.write(await self.resolve(context, **kwargs))}
-            }
+            value = await self.resolve(context, **kwargs)
+            fetched = {}
+            if value is not None:
+                for fetch in self.fetches:
+                    fetched[fetch] = await fetch.run(value, values)
+            token = _FETCHED.set(fetched)
+            try:
+                answer: dict[str, Any] = {"data": {self.key: self.write(value)}}
+            finally:
+                _FETCHED.reset(token)
         except Exception as failure:
             if self.reads_only:
                 return None
@@ -136,6 +161,10 @@ class Plan:
             data = None if isinstance(self.field.type, GraphQLNonNull) else {self.key: None}
             answer = {"data": data, "errors": [error]}
         return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def _converted(arguments: Arguments, given: dict[str, Any]) -> dict[str, Any]:
+    return {python: convert(given[name]) for name, python, convert in arguments if name in given}
 
 
 class Plans:
@@ -197,18 +226,23 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: 
     if resolve is None:
         raise NotCompiled(f"{node.name.value} is not a compiled root")
     field = root_type.fields[node.name.value]
-    arguments = tuple(
-        (name, _definition(argument).python_name, _converter(argument.type))
-        for name, argument in field.args.items()
-    )
+    fetches: list[Fetch] = []
     return Plan(
         schema=schema,
         operation=operation,
         node=node,
         field=field,
-        arguments=arguments,
+        arguments=_arguments(field),
         resolve=resolve,
-        write=_writer(field.type, node.selection_set, fragments),
+        write=_writer(field.type, node.selection_set, fragments, fetches),
+        fetches=tuple(fetches),
+    )
+
+
+def _arguments(field: GraphQLField) -> Arguments:
+    return tuple(
+        (name, _definition(argument).python_name, _converter(argument.type))
+        for name, argument in field.args.items()
     )
 
 
@@ -246,11 +280,16 @@ def _converter(type_: GraphQLInputType) -> Callable[[Any], Any]:
 
 
 def _writer(
-    type_: GraphQLOutputType, selection_set: SelectionSetNode | None, fragments: Fragments
+    type_: GraphQLOutputType,
+    selection_set: SelectionSetNode | None,
+    fragments: Fragments,
+    fetches: list[Fetch] | None = None,
 ) -> Write:
-    """How graphql-core would complete a value of `type_` for this selection."""
+    """How graphql-core would complete a value of `type_` for this selection. With `fetches`
+    (the root field's object, not in a list), a field whose resolver needs only the object
+    becomes a `Fetch`, added there."""
     if isinstance(type_, GraphQLNonNull):
-        write = _writer(type_.of_type, selection_set, fragments)
+        write = _writer(type_.of_type, selection_set, fragments, fetches)
 
         def non_null(value: Any) -> Any:
             if value is None:
@@ -264,7 +303,7 @@ def _writer(
     elif isinstance(type_, GraphQLScalarType | GraphQLEnumType):
         write = type_.serialize
     elif isinstance(type_, GraphQLObjectType) and selection_set is not None:
-        write = _object_writer(type_, selection_set, fragments)
+        write = _object_writer(type_, selection_set, fragments, fetches)
     else:
         raise NotCompiled("abstract type")
     return lambda value: None if value is None else write(value)
@@ -275,7 +314,10 @@ def _constant(value: Any) -> Write:
 
 
 def _object_writer(
-    type_: GraphQLObjectType, selection_set: SelectionSetNode, fragments: Fragments
+    type_: GraphQLObjectType,
+    selection_set: SelectionSetNode,
+    fragments: Fragments,
+    fetches: list[Fetch] | None = None,
 ) -> Write:
     parts: list[tuple[str, str | None, Write]] = []  # response key, attribute, writer
     for key, node in _fields(type_, selection_set, fragments):
@@ -285,13 +327,16 @@ def _object_writer(
             continue
         field = type_.fields[name]
         definition = _definition(field)
-        if (
-            node.arguments
-            or definition.base_resolver is not None
-            or definition.extensions
-            or definition.permission_classes
-        ):
-            raise NotCompiled(f"{type_.name}.{name} has a resolver")
+        if definition.extensions or definition.permission_classes:
+            raise NotCompiled(f"{type_.name}.{name} has extensions or permissions")
+        if definition.base_resolver is not None:
+            fetch = _fetch(type_, node, field, definition.base_resolver, fetches)
+            parts.append(
+                (key, None, _fetched(fetch, _writer(field.type, node.selection_set, fragments)))
+            )
+            continue
+        if node.arguments:
+            raise NotCompiled(f"{type_.name}.{name} has arguments")
         parts.append(
             (key, definition.python_name, _writer(field.type, node.selection_set, fragments))
         )
@@ -303,6 +348,28 @@ def _object_writer(
         }
 
     return write
+
+
+def _fetch(
+    type_: GraphQLObjectType,
+    node: FieldNode,
+    field: GraphQLField,
+    resolver: Any,
+    fetches: list[Fetch] | None,
+) -> Fetch:
+    """A field with a resolver, as a `Fetch` of the root's object: only there (elsewhere it
+    would run once per item), and only for a coroutine that takes no `info`."""
+    if fetches is None:
+        raise NotCompiled(f"{type_.name}.{node.name.value} has a resolver, below the root")
+    if resolver.info_parameter or resolver.root_parameter or not resolver.is_async:
+        raise NotCompiled(f"{type_.name}.{node.name.value} wants more than its object")
+    fetch = Fetch(node, field, _arguments(field), resolver.wrapped_func)
+    fetches.append(fetch)
+    return fetch
+
+
+def _fetched(fetch: Fetch, write: Write) -> Write:
+    return lambda _: write(_FETCHED.get()[fetch])
 
 
 def _fields(

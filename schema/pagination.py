@@ -4,11 +4,12 @@ paging from a cursor neither repeats nor skips an item while new ones arrive."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import strawberry
-from tortoise.models import Model
 from tortoise.queryset import QuerySet
+
+import models
 
 from .errors import PublicError
 from .ids import cursor, parse_cursor
@@ -16,7 +17,55 @@ from .ids import cursor, parse_cursor
 DEFAULT_PAGE = 10
 MAX_PAGE = 100
 
-M = TypeVar("M", bound=Model)
+M = TypeVar("M")
+Bounds = tuple[tuple[str, int], ...]  # (lt, lte, gt or gte, a key's value) pairs
+
+
+class Source(Protocol[M]):
+    """A list ordered by a unique integer key, read a page at a time."""
+
+    @property
+    def key(self) -> str: ...
+
+    async def page(self, bounds: Bounds, *, descending: bool, limit: int) -> list[M]: ...
+
+    async def exists(self, bound: tuple[str, int]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Queried(Generic[M]):
+    """A list as a Tortoise query set (petitions, the moderation queue)."""
+
+    items: QuerySet[Any]
+    key: str
+
+    async def page(self, bounds: Bounds, *, descending: bool, limit: int) -> list[M]:
+        bounded = self.items.filter(**{f"{self.key}__{op}": value for op, value in bounds})
+        order = f"-{self.key}" if descending else self.key
+        return list(await bounded.order_by(order).limit(limit))
+
+    async def exists(self, bound: tuple[str, int]) -> bool:
+        op, value = bound
+        return bool(await self.items.filter(**{f"{self.key}__{op}": value}).exists())
+
+
+@dataclass(frozen=True)
+class Listed(Generic[M]):
+    """A petition's public list by its SQL of fixed shape (signatures, comments)."""
+
+    listing: models.Listing[Any]
+    petition_id: int
+
+    @property
+    def key(self) -> str:
+        return self.listing.key
+
+    async def page(self, bounds: Bounds, *, descending: bool, limit: int) -> list[M]:
+        rows = await self.listing.page(self.petition_id, bounds, descending=descending, limit=limit)
+        return rows
+
+    async def exists(self, bound: tuple[str, int]) -> bool:
+        return await self.listing.exists(self.petition_id, bound)
 
 
 @strawberry.type(description="Where a page sits in its list.")
@@ -74,26 +123,27 @@ class Page(Generic[M]):
     has_previous: bool
 
 
-async def keyset_page(items: QuerySet[M], key: str, window: Window, *, descending: bool) -> Page[M]:
-    """One page of `items` ordered by the unique integer `key`, in one query: it reads from
+async def keyset_page(items: Source[M], window: Window, *, descending: bool) -> Page[M]:
+    """One page of `items` ordered by their unique integer key, in one query: it reads from
     the cursor's own item (present: something precedes the page) to one past the page (present:
     something follows it)."""
+    key = items.key
     later, earlier = ("lt", "gt") if descending else ("gt", "lt")
     start, end = (window.after, window.before) if window.forward else (window.before, window.after)
     toward, away = (later, earlier) if window.forward else (earlier, later)
-    bounded = items
+    bounds: Bounds = ()
     if start is not None:
-        bounded = bounded.filter(**{f"{key}__{toward}e": start})
+        bounds += ((f"{toward}e", start),)
     if end is not None:
-        bounded = bounded.filter(**{f"{key}__{away}": end})
-    order = f"-{key}" if descending == window.forward else key
-    rows = list(await bounded.order_by(order).limit(window.size + 2))
+        bounds += ((away, end),)
+    order = descending == window.forward
+    rows = await items.page(bounds, descending=order, limit=window.size + 2)
     beyond = False
     if start is not None:
         if rows and getattr(rows[0], key) == start:
             rows, beyond = rows[1:], True
         else:  # the cursor's own item is gone: ask whether anything precedes the page
-            beyond = await items.filter(**{f"{key}__{away}e": start}).exists()
+            beyond = await items.exists((f"{away}e", start))
     more = len(rows) > window.size
     rows = rows[: window.size]
     if window.forward:
@@ -103,8 +153,7 @@ async def keyset_page(items: QuerySet[M], key: str, window: Window, *, descendin
 
 async def paginate(
     kind: str,
-    items: QuerySet[M],
-    key: str,
+    items: Source[M],
     *,
     descending: bool,
     first: int | None,
@@ -114,8 +163,8 @@ async def paginate(
 ) -> tuple[list[tuple[str, M]], PageInfo]:
     """One page of a connection: its (cursor, row) pairs and its `PageInfo`."""
     window = Window.parse(kind, first, after, last, before)
-    page = await keyset_page(items, key, window, descending=descending)
-    cursors = [cursor(kind, getattr(row, key)) for row in page.items]
+    page = await keyset_page(items, window, descending=descending)
+    cursors = [cursor(kind, getattr(row, items.key)) for row in page.items]
     info = PageInfo(
         has_next_page=page.has_next,
         has_previous_page=page.has_previous,

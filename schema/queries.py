@@ -11,7 +11,7 @@ import models
 from .context import Context, Info
 from .errors import PublicError
 from .ids import parse_global_id
-from .pagination import paginate
+from .pagination import Queried, paginate
 from .types import (
     Comment,
     CommentConnection,
@@ -109,8 +109,7 @@ class Query:
             rows = models.with_status(rows, status)
         edges, page_info = await paginate(
             "petition",
-            rows,
-            "id",
+            Queried[models.Petition](rows, "id"),
             descending=True,
             first=first,
             after=after,
@@ -147,4 +146,5 @@ class Query:
                 raise PublicError("`petitionId` is not a petition's ID.")
             pk = parsed[1]
         rows = models.moderation_queue(status or CommentStatus.HELD, pk)
-        return await comment_page(rows, await rows.count(), first, after, last, before)
+        queried = Queried[models.Comment](rows, "id")
+        return await comment_page(queried, await rows.count(), first, after, last, before)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import strawberry
-from tortoise.queryset import QuerySet
 
 import models
 from subscriptions import CommentAdded, SignatureAdded
@@ -13,7 +13,7 @@ from subscriptions import CommentAdded, SignatureAdded
 from .context import Info
 from .errors import PublicError
 from .ids import global_id
-from .pagination import PageInfo, paginate
+from .pagination import Listed, PageInfo, Source, paginate
 
 PetitionStatus = models.PetitionStatus
 strawberry.enum(
@@ -105,7 +105,9 @@ class Signature(Node):
     )
 
     @classmethod
-    def from_row(cls, row: models.Signature, *, as_valid: bool = False) -> Signature:
+    def from_row(
+        cls, row: models.Signature | models.SignatureRow, *, as_valid: bool = False
+    ) -> Signature:
         """`as_valid`: answer a held signature as a counted one (its signer learns nothing)."""
         return cls(
             id=global_id("Signature", row.id),
@@ -138,7 +140,9 @@ class Comment(Node):
     )
 
     @classmethod
-    def from_row(cls, row: models.Comment, status: CommentStatus | None = None) -> Comment:
+    def from_row(
+        cls, row: models.Comment | models.CommentRow, status: CommentStatus | None = None
+    ) -> Comment:
         return cls(
             id=global_id("Comment", row.id),
             author_name=row.author_name,
@@ -197,7 +201,7 @@ class CommentConnection:
 
 
 async def comment_page(
-    rows: QuerySet[models.Comment],
+    rows: Source[Any],
     total_count: int,
     first: int | None,
     after: str | None,
@@ -206,7 +210,7 @@ async def comment_page(
 ) -> CommentConnection:
     """One page of comments, oldest first, by their ids."""
     edges, info = await paginate(
-        "comment", rows, "id", descending=False, first=first, after=after, last=last, before=before
+        "comment", rows, descending=False, first=first, after=after, last=last, before=before
     )
     return CommentConnection(
         edges=[CommentEdge(cursor=c, node=Comment.from_row(row)) for c, row in edges],
@@ -264,11 +268,10 @@ class Petition(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> SignatureConnection:
-        rows = models.valid_signatures(self.pk)
+        rows = Listed[models.SignatureRow](models.VALID_SIGNATURES, self.pk)
         edges, info = await paginate(
             "signature",
             rows,
-            "number",
             descending=True,
             first=first,
             after=after,
@@ -355,7 +358,7 @@ class Petition(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> CommentConnection:
-        rows = models.published_comments(self.pk)
+        rows = Listed[models.CommentRow](models.PUBLISHED_COMMENTS, self.pk)
         return await comment_page(rows, self.comment_count, first, after, last, before)
 
 

@@ -19,7 +19,7 @@ from schema import make_schema
 from schema.compiled import Plans, compile_plan
 from server import create_app
 from tests.conftest import GraphQLClient
-from tests.factories import create_petition, sign, signer
+from tests.factories import comment, create_petition, sign, signer
 
 SIGN = """
 mutation Sign($input: SignPetitionInput!) {
@@ -81,7 +81,8 @@ def test_every_hot_document_compiles_and_other_documents_do_not():
         compiled(SIGN).replace("signatureGoal", "signatures(first: 1) { totalCount }"),
         'mutation { addComment(input: {petitionId: "x", authorName: "a", email: "e", '
         'body: "b"}) { errors { code } } }',
-        '{ petition(slug: "x") { signatures(first: 1) { totalCount } } }',
+        "{ petitions { edges { node { signatures { totalCount } } } } }",  # per item
+        '{ petition(slug: "x") { countries { country } } }',  # its resolver wants `info`
         '{ node(id: "x") { id } }',  # an interface
         compiled(SIGN) + '\nquery Other { petition(slug: "x") { id } }',  # which one?
         "mutation { signPetition }",  # does not validate
@@ -91,7 +92,8 @@ def test_every_hot_document_compiles_and_other_documents_do_not():
         assert plans.get(not_hot, None) is None, not_hot
     assert plans.get(compiled(SIGN), None) is not None
     assert plans.get(COUNT, None) is not None
-    assert len(plans) == 2
+    assert plans.get(compiled(PAGES), None) is not None
+    assert len(plans) == 3
 
 
 async def test_a_signature_answers_as_strawberry_would(gql: GraphQLClient):
@@ -266,3 +268,57 @@ async def test_a_mutation_sent_by_get_is_refused_as_strawberry_refuses_it(gql, h
     assert response.status_code == 400  # Strawberry: "mutations are not allowed when using GET"
     count = await gql(COUNT, {"slug": petition["slug"]})
     assert count["data"]["petition"]["signatureCount"] == 0
+
+
+# The seed page's shape: a petition with a page of its signers and of its comments.
+PAGES = """
+query Pages($slug: String!, $first: Int, $after: String, $last: Int, $before: String) {
+  petition(slug: $slug)DIRECTIVE {
+    title signatureCount commentCount
+    signatures(first: $first, after: $after, last: $last, before: $before) {
+      totalCount
+      edges { cursor node { id name country comment createdAt status } }
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    }
+    comments(first: 2) {
+      edges { cursor node { id authorName body createdAt status } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+"""
+
+
+async def test_pages_of_signers_and_comments_answer_as_strawberry_would(gql, http):
+    petition = await create_petition(gql)
+    for n in range(1, 8):
+        await sign(gql, petition["id"], n, country="fr" if n % 2 else None, showName=n != 3)
+    for n in range(3):
+        await comment(gql, petition["id"], body=f"Comment number {n}.")
+
+    async def both(variables: dict[str, Any]) -> dict[str, Any]:
+        variables = {"slug": petition["slug"], **variables}
+        fast = await gql(compiled(PAGES), variables)
+        slow = await gql(through_strawberry(PAGES), variables)
+        assert fast == slow, variables
+        return fast
+
+    first = await both({"first": 3})
+    signers = first["data"]["petition"]["signatures"]
+    assert [edge["node"]["name"] for edge in signers["edges"]] == [
+        "Signer7 Example",
+        "Signer6 Example",
+        "Signer5 Example",
+    ]
+    assert len(first["data"]["petition"]["comments"]["edges"]) == 2
+    after = await both({"first": 3, "after": signers["pageInfo"]["endCursor"]})
+    names = [e["node"]["name"] for e in after["data"]["petition"]["signatures"]["edges"]]
+    assert names == ["Signer4 Example", "Anonymous", "Signer2 Example"]
+    await both({"last": 2, "before": signers["pageInfo"]["endCursor"]})
+    await both({})  # ten by default
+    for refused in [{"first": 1000}, {"after": "not-a-cursor"}, {"first": 1, "last": 1}]:
+        answer = await both(refused)
+        assert answer["errors"]
+        assert answer["data"] == {"petition": None}
+    nobody = await gql(compiled(PAGES), {"slug": "no-such-petition"})
+    assert nobody == {"data": {"petition": None}}
