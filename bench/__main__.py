@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import exports, fanout, phases, report, safety, surfaces
+from bench import exports, fanout, metrics_cost, peer, phases, report, safety, spike, surfaces
 from bench.load import Loader, LoadTool
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import BENCH_ROOT, BenchError, Processes, Service
@@ -61,7 +61,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--skip",
         default="",
         help="comma-separated phases to leave out: "
-        "baselines,signing,confirmation,reads,safety,exports,pages,surfaces,fanout,names "
+        "baselines,signing,metrics,confirmation,reads,spike,safety,exports,pages,peer,"
+        "surfaces,fanout,names "
         "(confirmation: signing with confirmation mode on, e.g. against a --service that has "
         "none)",
     )
@@ -112,18 +113,21 @@ async def run_backend(backend: str, plan: Plan, tool: LoadTool, args: argparse.N
             uuid.uuid4().hex[:8],
             confirmation="confirmation" not in skip,
         )
-        if {"pages", "reads", "surfaces"} - skip:
+        if {"pages", "reads", "surfaces", "peer"} - skip:
             await _phase(run, "seed", phases.seed_deep, ctx, deployment)
         await deployment.start()
         run.deployment = {**deployment.describe(), "baseline_processes": len(baselines)}
         steps: list[tuple[str, str, Phase]] = [
             ("baselines", "baselines", phases.baselines),
             ("signing", "signing", phases.signing),
+            ("metrics", "metrics on vs off", metrics_cost.metrics),
             ("reads", "count reads", phases.reads),
+            ("spike", "mixed spike", spike.spike),
             ("safety", "refusals", safety.refusals),
             ("safety", "spam filter", safety.spam_filter),
             ("exports", "exports", exports.exports),
             ("pages", "pages", phases.pages),
+            ("peer", "peer: PostGraphile", peer.compare),
             ("surfaces", "surfaces", surfaces.pages),
         ]
         for size in plan.fanout_sizes:
