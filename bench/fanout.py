@@ -26,12 +26,13 @@ from bench.procs import (
     fd_hard_limit,
     machine_busy_seconds,
 )
-from bench.results import Figure, at_least, at_most
+from bench.results import Figure, at_least, at_most, ratio
 from bench.workload import sign_body
 
 PROBE_K = 999_999_999  # the barrier signature of the names phase
 FD_RESERVE = 200  # descriptors a server needs besides its subscribers' sockets
 IDLE_CPU = 0.2  # below this share of a core, a server is not busy delivering anything
+RATE_SHARE = 0.95  # of the writer's asked rate, taken while the subscribers listen
 
 
 class CpuWindow:
@@ -329,7 +330,8 @@ async def fanout(ctx: Context, wanted: int) -> None:
     shown = p99 if p99 < 1e6 else math.inf
     shown_send = send_p99 if send_p99 < 1e6 else math.inf
     rate = float(writer["achieved_rate"])
-    rate_held = rate >= 0.9 * plan.fanout_rate
+    taken = ratio(rate, plan.fanout_rate)
+    rate_held = rate >= RATE_SHARE * plan.fanout_rate
     everyone = connected == n
     note = (
         f"p50 {p50:.0f} ms; {connected:,}/{n:,} connected in {ready['seconds']:.0f} s"
@@ -345,7 +347,7 @@ async def fanout(ctx: Context, wanted: int) -> None:
             f"{label}: count delay p99 after ack",
             shown,
             "ms",
-            target=f"≤ 1000 ms at {plan.fanout_rate:g} signs/s",
+            target=f"≤ 1000 ms, rate held, all connected ({plan.fanout_rate:g} signs/s)",
             met=_both(at_most(shown, 1000), rate_held, everyone),
             note=note,
         )
@@ -365,8 +367,10 @@ async def fanout(ctx: Context, wanted: int) -> None:
             f"{label}: signatures/s taken meanwhile",
             rate,
             "req/s",
-            target=f"{plan.fanout_rate:g}/s (≥ 90 %)",
-            met=rate_held,
+            taken,
+            f"{plan.fanout_rate:g}/s asked",
+            f"≥ {RATE_SHARE:.2f}× asked",
+            at_least(taken, RATE_SHARE),
             note=f"{writer['ok']} signs, p50 {writer['latency_us']['p50'] / 1000:.0f} ms, "
             f"p99 {writer['latency_us']['p99'] / 1000:.0f} ms; {cpu_text(record['cpu'])}",
         )

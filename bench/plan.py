@@ -26,6 +26,11 @@ class Plan:
     names_rate: float
     names_seconds: float
     names_drain: float
+    spike_rate: float  # signatures/s asked of the mixed spike's open-loop writer
+    spike_in_flight: int  # its most signatures in flight at once (its connections)
+    spike_readers: int  # connections reading the first page and the count in turn
+    spike_reader_processes: int  # reader processes the connections are split across
+    spike_seconds: float  # readers alone, then readers and the writer, this long each
     bare_again: bool  # measure the bare route again at the end (noise check)
 
     def to_json(self) -> dict[str, Any]:
@@ -43,7 +48,7 @@ FULL = Plan(
     seed_depth=1_000_000,
     page_depths=(0, 1_000, 10_000, 100_000, 1_000_000),
     panel_seconds=3,
-    fanout_sizes=(1_000, 10_000, 20_000),
+    fanout_sizes=(1_000, 10_000, 19_000),
     fanout_rate=500,
     fanout_seconds=10,
     fanout_drain=20,
@@ -51,6 +56,11 @@ FULL = Plan(
     names_rate=200,
     names_seconds=10,
     names_drain=30,
+    spike_rate=1_000,
+    spike_in_flight=256,
+    spike_readers=32,
+    spike_reader_processes=1,
+    spike_seconds=10,
     bare_again=True,
 )
 
@@ -73,5 +83,10 @@ QUICK = Plan(
     names_rate=200,
     names_seconds=3,
     names_drain=5,
+    spike_rate=1_000,
+    spike_in_flight=256,
+    spike_readers=32,
+    spike_reader_processes=1,
+    spike_seconds=2,
     bare_again=False,
 )

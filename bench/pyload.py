@@ -7,6 +7,13 @@ Modes:
 - `paced`: an open-loop writer: request i is due at start + i / rate; a pool of connections
   takes them in turn. Records, per successful sign, (k, returned count, ack time): the fan-out
   and names phases compare those with what subscribers saw (and when it was sent).
+- `readers`: C connections reading one petition's count and its first page in turn, each
+  request distinct (a nonce), from `start_at` for `duration` seconds, checking every answer:
+  a connection's count never goes backwards, nor its first page's newest signature; a page
+  lists consecutive signature numbers (from the cursors), newest first, with no gap or repeat,
+  and at least as many as the count in the same answer; a number names one signer only.
+  Reports the problems found and every number → name seen (the spike checks those against
+  the stored rows).
 
 Prints one JSON object on stdout. Time is `time.monotonic()`, which is system-wide on Linux,
 so other processes' timestamps compare with it."""
@@ -15,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -26,9 +35,13 @@ from bench.workload import (
     CODE_IN,
     CONFIRM_ACK,
     COUNT_IN,
+    COUNT_QUERY,
+    NONCE,
     PACED_NAME,
+    PAGE_QUERY,
     SIGNED_NAME,
     Workload,
+    graphql_post,
     sign_body,
     signer,
     with_nonce,
@@ -183,8 +196,9 @@ async def paced(spec: dict[str, Any]) -> dict[str, Any]:
     petition_id: str = spec["petition_id"]
     tag: str = spec["email_tag"]
     total = int(rate * duration)
-    pool = max(1, int(spec.get("connections", 32)))
-    start = time.monotonic() + 0.05
+    pool = max(1, int(spec.get("connections", 32)))  # also the most signs in flight at once
+    # `start_at`: a `time.monotonic()` moment agreed with other processes (the spike's readers).
+    start = float(spec.get("start_at", time.monotonic() + 0.05))
     cursor = iter(range(total))
     stop_issuing = start + duration + 1.0
     skipped = [0]
@@ -250,14 +264,206 @@ async def paced(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def cursor_number(cursor: object) -> int | None:
+    """The signature number a signature cursor holds ("signature@<number>", base64url)."""
+    if not isinstance(cursor, str):
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    kind, _, number = text.partition("@")
+    return int(number) if kind == "signature" and number.isdigit() else None
+
+
+PAGE_SIZE = 10  # PAGE_QUERY asks for `first: 10`
+
+
+class ReadCheck:
+    """What the readers of one process saw, and what was wrong with it."""
+
+    def __init__(self) -> None:
+        self.problems: dict[str, int] = {}
+        self.examples: list[str] = []
+        self.seen: dict[int, str] = {}  # signature number -> the name pages showed for it
+        self.count_behind_page = 0  # a count below a page this connection had already seen
+        self.failed = 0  # answers that were errors (not 200, or GraphQL errors): not checked
+        self.max_count = 0
+        self.max_top = 0
+        self.checked = 0
+
+    def bad(self, kind: str, example: str) -> None:
+        self.problems[kind] = self.problems.get(kind, 0) + 1
+        if len(self.examples) < 10:
+            self.examples.append(f"{kind}: {example}")
+
+
+class _Reader:
+    """One connection's reads and the order its answers must keep."""
+
+    def __init__(self, index: int, url: str) -> None:
+        self.index = index
+        self.url = url
+        self.last_count = 0
+        self.last_top = 0
+
+    def check(self, page: bool, status: int, answer: bytes, check: ReadCheck) -> None:
+        check.checked += 1
+        where = f"connection {self.index}"
+        try:
+            decoded = json.loads(answer)
+        except ValueError:
+            decoded = None
+        if status != 200 or (isinstance(decoded, dict) and decoded.get("errors")):
+            check.failed += 1
+            if len(check.examples) < 10:
+                check.examples.append(f"error answer: {where}: {status} {answer[:200]!r}")
+            return
+        if not isinstance(decoded, dict):
+            check.bad("unreadable answer", f"{where}: {status} {answer[:200]!r}")
+            return
+        try:
+            petition = decoded["data"]["petition"]
+            count = int(petition["signatureCount"])
+            edges = petition["signatures"]["edges"] if page else []
+            numbers = [cursor_number(edge["cursor"]) for edge in edges]
+            names = [str(edge["node"]["name"]) for edge in edges]
+        except (KeyError, TypeError, ValueError):
+            check.bad("unreadable answer", f"{where}: {status} {answer[:200]!r}")
+            return
+        if count < self.last_count:
+            check.bad("count went backwards", f"{where}: {self.last_count} then {count}")
+        self.last_count = max(self.last_count, count)
+        check.max_count = max(check.max_count, count)
+        if not page:
+            if count < self.last_top:
+                check.count_behind_page += 1
+            return
+        if any(number is None for number in numbers):
+            check.bad("cursor without a signature number", f"{where}: {edges[:2]}")
+            return
+        top = (numbers[0] or 0) if numbers else 0
+        wanted = list(range(top, max(top - PAGE_SIZE, 0), -1))
+        if numbers != wanted:
+            check.bad("page with a gap or a repeat", f"{where}: numbers {numbers}")
+        if top < count:
+            check.bad("page behind its own count", f"{where}: count {count}, newest #{top}")
+        if top < self.last_top:
+            check.bad("first page went backwards", f"{where}: newest #{self.last_top}, then #{top}")
+        self.last_top = max(self.last_top, top)
+        check.max_top = max(check.max_top, top)
+        for number, name in zip(numbers, names, strict=True):
+            assert number is not None
+            known = check.seen.setdefault(number, name)
+            if known != name:
+                check.bad("one number, two names", f"#{number}: {known!r} and {name!r}")
+
+
+async def _read_connection(
+    bodies: tuple[tuple[str, str], tuple[str, str]],
+    reader: _Reader,
+    start: float,
+    end: float,
+    stop: float,
+    tally: Tally,
+    check: ReadCheck,
+    kinds: list[int],
+) -> None:
+    """Count and first page in turn (this connection starts with one or the other), each
+    with a nonce of its own, until `stop`; reads answered within [start, end] are measured."""
+    connection = Connection(reader.url)
+    try:
+        for k in range(100_000_000):
+            now = time.monotonic()
+            if now >= stop:
+                break
+            page = (k + reader.index) % 2
+            prefix, suffix = bodies[page]
+            body = (prefix + f"{reader.index}-{k}" + suffix).encode()
+            try:
+                async with asyncio.timeout(REQUEST_LIMIT):
+                    status, answer = await connection.request("POST", "/graphql", body)
+            except (HTTPError, OSError, TimeoutError):
+                tally.transport_errors += 1
+                connection.close()
+                await asyncio.sleep(0.05)
+                continue
+            done = time.monotonic()
+            if status // 100 != 2:
+                tally.non2xx += 1
+            reader.check(bool(page), status, answer, check)
+            if now >= start and done <= end:
+                tally.measured += 1
+                tally.latencies.append(done - now)
+                kinds[page] += 1
+    finally:
+        connection.close()
+
+
+async def readers(spec: dict[str, Any]) -> dict[str, Any]:
+    """`connections` readers of petition `slug`, measured from `start_at` for `duration`
+    seconds. They start reading at once and go on `linger` seconds after (a writer's late
+    requests still meet readers): reads outside the window are checked, not measured."""
+    urls: list[str] = spec["urls"]
+    connections: int = spec["connections"]
+    variables = {"slug": spec["slug"]}
+    count_body, page_body = (
+        graphql_post(query, variables, vary=True).body.partition(NONCE)
+        for query in (COUNT_QUERY, PAGE_QUERY)
+    )
+    bodies = ((count_body[0], count_body[2]), (page_body[0], page_body[2]))
+    start = float(spec.get("start_at", time.monotonic()))
+    end = start + spec["duration"]
+    stop = end + float(spec.get("linger", 0.0))
+    tally, check = Tally(), ReadCheck()
+    kinds = [0, 0]  # measured count reads, page reads
+    first = spec.get("first_connection", 0)
+    began = time.monotonic()
+    tasks = [
+        _read_connection(
+            bodies, _Reader(first + i, urls[i % len(urls)]), start, end, stop, tally, check, kinds
+        )
+        for i in range(connections)
+    ]
+    async with asyncio.timeout(stop - time.monotonic() + REQUEST_LIMIT + 10):
+        await asyncio.gather(*tasks)
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    lat = [x * 1e6 for x in tally.latencies]
+    return {
+        "tool": "python-readers",
+        "connections": connections,
+        "requests": tally.measured,
+        "duration_s": spec["duration"],
+        "rps": tally.measured / spec["duration"],
+        "count_reads": kinds[0],
+        "page_reads": kinds[1],
+        "non2xx": tally.non2xx,
+        "errors": {"transport": tally.transport_errors},
+        "latency_us": percentiles(lat, (50, 99)),
+        "curve_us": curve(lat),
+        "checked": check.checked,
+        "problems": check.problems,
+        "examples": check.examples,
+        "count_behind_page": check.count_behind_page,
+        "failed": check.failed,
+        "max_count": check.max_count,
+        "max_top": check.max_top,
+        "seen": {str(number): name for number, name in check.seen.items()},
+        # This process's CPU over its whole life (starting, warming up and checking included).
+        "cpu_s": mine.ru_utime + mine.ru_stime,
+        "wall_s": time.monotonic() - began,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pyload")
     parser.add_argument("spec", type=Path, help="a JSON file describing the load")
     args = parser.parse_args(argv)
     spec = json.loads(args.spec.read_text())
-    if spec["mode"] not in ("closed", "paced"):
+    modes = {"closed": closed_loop, "paced": paced, "readers": readers}
+    if spec["mode"] not in modes:
         raise SystemExit(f"unknown mode {spec['mode']!r}")
-    work = closed_loop(spec) if spec["mode"] == "closed" else paced(spec)
+    work = modes[spec["mode"]](spec)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
