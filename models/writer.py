@@ -96,6 +96,8 @@ class Stopped(RuntimeError):
 
 
 class SignatureWriter:
+    SIGNING_LINGERS = 0.1  # seconds after the latest signature that signing counts as going on
+
     def __init__(
         self, publisher: Publisher, *, intake: Intake | None = None, max_batch: int = 500
     ) -> None:
@@ -108,6 +110,14 @@ class SignatureWriter:
         self._stopping = False
         self.batches = 0
         self.signed = 0
+        self._last_taken = -1e9  # loop time of the latest signature handed over
+
+    @property
+    def signing(self) -> bool:
+        """Signatures are waiting, or came in the last `SIGNING_LINGERS` seconds: the moment
+        for reads to give way (see serving/endpoint.py)."""
+        now = asyncio.get_running_loop().time()
+        return bool(self._waiting) or now - self._last_taken < self.SIGNING_LINGERS
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -135,6 +145,7 @@ class SignatureWriter:
         held = held or self.intake.blocked(fields, address)
         waiting = _Waiting(petition_id, fields, address, self.intake.status(held=held))
         self._waiting.append(waiting)
+        self._last_taken = asyncio.get_running_loop().time()
         self._wake.set()
         # Shielded: a caller that goes away does not take its signature out of a batch.
         return await asyncio.shield(waiting.answer)

@@ -17,6 +17,7 @@ from json import JSONDecodeError
 from typing import Any, cast
 
 from cross_web import HTTPException
+from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
@@ -38,6 +39,13 @@ log = logging.getLogger("petitions.endpoint")
 _CONTEXT = "petitions.context"
 _CACHEABLE_BODY = 16_384
 
+# While signatures stream in, at most this many reads the cache cannot answer run at once:
+# the others wait their turn without costing anything. A page of signers costs the event loop
+# about what a signature does, and the readers of a spike far outnumber the signers: left alone
+# they would take nearly all of it, and signing would starve behind them. (A queue, not a
+# refusal: every read is answered, a little later.)
+READS_WHILE_SIGNING = 4
+
 Answer = tuple[bytes, str]
 """A kept answer: its JSON, and the operation (root field) it answers, for the metrics."""
 
@@ -54,6 +62,11 @@ class _Asked:
     def operation(self) -> str:
         """The root field, as the metrics label it ("refused" when the document is)."""
         return self.judged.root_field(self.operation_name) or "refused"
+
+    @property
+    def reads_only(self) -> bool:
+        operation = self.judged.operation(self.operation_name)
+        return operation is not None and operation.operation is OperationType.QUERY
 
 
 class LimitedWebSocketAdapter(TextWebSocketAdapter):
@@ -120,6 +133,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.open_websockets = 0
         self.cohorts = Cohorts()
         self.plans = Plans(schema.documents)
+        self.reads_while_signing = asyncio.Semaphore(READS_WHILE_SIGNING)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         role = await request.state.roles.role_of(request.headers.get("authorization"))
@@ -148,8 +162,20 @@ class GraphQLApp(GraphQL[Context, None]):
             await _send_json(request, send, kept[0], cacheable=True, x_cache=b"hit")
             metrics.request(kept[1], "cached", time.perf_counter() - started)
             return
-        since = cache.changes.now
         asked = await self._asked(request)
+        if asked is not None and asked.reads_only and request.state.writer.signing:
+            async with self.reads_while_signing:  # reads give way (READS_WHILE_SIGNING)
+                await self._answer(request, asked, key, started, send)
+        else:
+            await self._answer(request, asked, key, started, send)
+
+    async def _answer(
+        self, request: Request, asked: _Asked | None, key: bytes | None, started: float, send: Send
+    ) -> None:
+        """Answer a request the cache could not: by a compiled plan, or by Strawberry."""
+        scope, receive = request.scope, request.receive
+        cache: ResultCache[Answer] = request.state.cache
+        since = cache.changes.now
         if asked is not None and (compiled := await self._compiled(request, asked)) is not None:
             answer, reads = compiled
             cacheable = _keep(cache, key, (answer, asked.operation), reads, since)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from graphql import parse
+from graphql.execution.values import get_variable_values
 
 from schema import make_schema
 from schema.compiled import Plans, compile_plan
@@ -322,3 +323,63 @@ async def test_pages_of_signers_and_comments_answer_as_strawberry_would(gql, htt
         assert answer["data"] == {"petition": None}
     nobody = await gql(compiled(PAGES), {"slug": "no-such-petition"})
     assert nobody == {"data": {"petition": None}}
+
+
+def sources(values: Any) -> dict[str, tuple[str, str, Any]]:
+    return {
+        name: (source.signature.name, str(source.signature.type), source.value)
+        for name, source in values.sources.items()
+    }
+
+
+def test_the_plans_own_coercion_of_variables_agrees_with_graphql_core():
+    """Plans coerce common variables themselves; whatever they accept, graphql-core accepts
+    as the very same values, and what they leave alone, graphql-core coerces (or refuses)."""
+    plans = Plans(make_schema().documents)
+    person = {"petitionId": "UGV0aXRpb246MQ", "firstName": "A", "lastName": "B", "email": "e"}
+    cases: list[tuple[str, list[Any]]] = [
+        (
+            compiled(SIGN),
+            [
+                {"input": person},
+                {"input": {**person, "country": None, "comment": "Yes", "showName": False}},
+                {"input": {**person, "petitionId": 7}},  # an ID may be given as a number
+                {"input": {**person, "showName": 1}},
+                {"input": {**person, "email": None}},
+                {"input": {**person, "extra": 1}},
+                {"input": {k: v for k, v in person.items() if k != "email"}},
+                {"input": [person]},
+                {"input": None},
+                {},
+            ],
+        ),
+        (
+            compiled(PAGES),
+            [
+                {"slug": "s"},
+                {"slug": "s", "first": 3, "after": None},
+                {"slug": "s", "first": True},
+                {"slug": "s", "first": 2**31},
+                {"slug": "s", "first": 3.0},
+                {"slug": "s", "last": "3"},
+                {"slug": 1},
+                {"nonce": 1, "slug": "s"},
+            ],
+        ),
+        (COUNT, [{"slug": "s"}, {}, {"slug": None}]),
+    ]
+    fast_ones = 0
+    for document, variables in cases:
+        plan = plans.get(document, None)
+        assert plan is not None
+        for given in variables:
+            slow = get_variable_values(
+                plan.schema, plan.operation.variable_definitions or (), given
+            )
+            fast = plan.coerce(given)
+            if fast is not None:
+                fast_ones += 1
+                assert not isinstance(slow, list), given
+                assert fast.coerced == slow.coerced, given
+                assert sources(fast) == sources(slow), given
+    assert fast_ones == 7
