@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import pycountry
@@ -36,6 +37,32 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # The assigned ISO 3166-1 alpha-2 codes, from Debian's iso-codes as pycountry ships them:
 # reserved and user-assigned codes (UK, EU, XK, ZZ…) are not countries here.
 _COUNTRIES = frozenset(country.alpha_2 for country in pycountry.countries)
+
+
+# An address of plain ASCII: a dot-atom local part of common characters, a host name. For
+# these, email-validator's verdict is its verdict on the domain (kept below) and the lengths.
+_PLAIN_EMAIL = re.compile(r"([A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*)@([A-Za-z0-9.-]+)")
+
+
+def normalized_email(text: str) -> str:
+    """email-validator's normalized form of an address (no deliverability check), or its
+    `EmailNotValidError`. Its checks of the domain (IDNA, special-use names) cost more than
+    anything else in a signature; a signer's domain is nearly always one seen before, so a
+    plain address is checked against the verdict kept for its domain."""
+    plain = _PLAIN_EMAIL.fullmatch(text)
+    if plain is not None and len(plain[1]) <= 64:
+        domain = _normalized_domain(plain[2])
+        if domain is not None and len(address := f"{plain[1]}@{domain}") <= 254:
+            return address
+    return validate_email(text, check_deliverability=False).normalized
+
+
+@lru_cache(maxsize=10_000)
+def _normalized_domain(domain: str) -> str | None:
+    try:
+        return validate_email(f"a@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None  # the whole address is checked, and refused with email-validator's words
 
 
 class Cleaner:
@@ -81,7 +108,7 @@ class Cleaner:
         if self.problems and self.problems[-1].field == field:
             return text
         try:
-            return validate_email(text, check_deliverability=False).normalized
+            return normalized_email(text)
         except EmailNotValidError:
             self.refuse(field, "Enter a valid email address, like name@example.org.")
             return text
