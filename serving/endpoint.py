@@ -44,7 +44,7 @@ _CACHEABLE_BODY = 16_384
 # about what a signature does, and the readers of a spike far outnumber the signers: left alone
 # they would take nearly all of it, and signing would starve behind them. (A queue, not a
 # refusal: every read is answered, a little later.)
-READS_WHILE_SIGNING = 4
+READS_WHILE_SIGNING = 2
 
 Answer = tuple[bytes, str]
 """A kept answer: its JSON, and the operation (root field) it answers, for the metrics."""
