@@ -95,11 +95,13 @@ class Listing(Generic[Row]):
         convert = _CONVERT[self.row] if not postgres else _AS_IS[self.row]
         return [convert(row) for row in rows]
 
-    async def exists(self, petition_id: int, bound: tuple[str, int]) -> bool:
+    async def exists(self, petition_id: int, bounds: tuple[tuple[str, int], ...]) -> bool:
+        """Whether any row lies within `bounds`."""
         client = require_context().db()
-        where, _ = self._where((bound,), client.capabilities.dialect == "postgres")
+        where, _ = self._where(bounds, client.capabilities.dialect == "postgres")
         sql = f'SELECT 1 FROM "{self.table}" WHERE {where} LIMIT 1'
-        return bool(await _query(client, sql, [petition_id, self.status, bound[1]]))
+        values = [petition_id, self.status, *(value for _, value in bounds)]
+        return bool(await _query(client, sql, values))
 
 
 _readers: weakref.WeakKeyDictionary[BaseDBAsyncClient, sqlite3.Connection] = (

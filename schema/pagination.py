@@ -55,17 +55,23 @@ class Listed(Generic[M]):
 
     listing: models.Listing[Any]
     petition_id: int
+    ceiling: int | None = None  # no key above it: what the count beside the page has counted
 
     @property
     def key(self) -> str:
         return self.listing.key
 
+    def _bounded(self, bounds: Bounds) -> Bounds:
+        return bounds if self.ceiling is None else (*bounds, ("lte", self.ceiling))
+
     async def page(self, bounds: Bounds, *, descending: bool, limit: int) -> list[M]:
-        rows = await self.listing.page(self.petition_id, bounds, descending=descending, limit=limit)
-        return rows
+        bounded = self._bounded(bounds)
+        return await self.listing.page(
+            self.petition_id, bounded, descending=descending, limit=limit
+        )
 
     async def exists(self, bound: tuple[str, int]) -> bool:
-        return await self.listing.exists(self.petition_id, bound)
+        return await self.listing.exists(self.petition_id, self._bounded((bound,)))
 
 
 @strawberry.type(description="Where a page sits in its list.")

@@ -238,6 +238,10 @@ class Petition(Node):
     created_at: datetime = strawberry.field(description="When it was created.")
     closes_at: datetime | None = strawberry.field(description="When it stops taking signatures.")
     pk: strawberry.Private[int]
+    # The petition's signature clock as this row was read: its pages list no signer the
+    # count beside them has not counted yet (the count a reader sees may be kept in memory,
+    # and lag the rows by the moment between a commit and its event).
+    clock: strawberry.Private[int]
 
     @classmethod
     def from_row(cls, row: models.Petition) -> Petition:
@@ -258,6 +262,7 @@ class Petition(Node):
             created_at=row.created_at,
             closes_at=row.closes_at,
             pk=row.id,
+            clock=row.last_signature_number,
         )
 
     @strawberry.field(description="Its signatures, newest first.")
@@ -268,7 +273,7 @@ class Petition(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> SignatureConnection:
-        rows = Listed[models.SignatureRow](models.VALID_SIGNATURES, self.pk)
+        rows = Listed[models.SignatureRow](models.VALID_SIGNATURES, self.pk, ceiling=self.clock)
         edges, info = await paginate(
             "signature",
             rows,

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+
+import httpx
+from asgi_lifespan import LifespanManager
 
 import models
+from server import create_app
+from tests.conftest import GraphQLClient
 from tests.factories import SIGN, create_petition, sign, signer
 
 SIGNATURE_IDS = """
@@ -129,3 +135,52 @@ async def test_no_response_holds_an_email(gql, http):
     )
     for response in (again, listing):
         assert "secret" not in response.text.lower()
+
+
+PAGE = """
+query Page($slug: String!) { petition(slug: $slug) {
+  signatureCount signatures(first: 10) { edges { cursor node { name } } } } }
+"""
+
+
+def number_of(cursor: str) -> int:
+    """A signature's number, from its cursor ("signature@<number>", base64)."""
+    kind, _, number = base64.urlsafe_b64decode(cursor + "==").decode().partition("@")
+    assert kind == "signature"
+    return int(number)
+
+
+async def test_reads_give_way_to_signing_and_every_one_is_answered(settings):
+    """While signatures stream in, uncached reads wait their turn (two at once): every one is
+    still answered, its page listing exactly the newest signers its count counts (never one
+    the count beside it lags behind), and each reader's counts never go backwards."""
+    manager = LifespanManager(create_app(settings))
+    async with manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            gql = GraphQLClient(http)
+            writer: models.SignatureWriter = manager._state["writer"]
+            petition = await create_petition(gql)
+            assert not writer.signing
+            seen: list[list[int]] = [[] for _ in range(8)]
+
+            async def read(n: int) -> int:
+                variables = {"slug": petition["slug"], "nonce": n}  # never from the cache
+                found = (await gql(PAGE, variables))["data"]["petition"]
+                count: int = found["signatureCount"]
+                numbers = [number_of(edge["cursor"]) for edge in found["signatures"]["edges"]]
+                assert numbers == list(range(count, max(count - 10, 0), -1))  # the newest
+                return count
+
+            async def sign_one(n: int) -> None:
+                assert (await sign(gql, petition["id"], n))["errors"] == []
+
+            async def reader(k: int) -> None:
+                for n in range(15):
+                    seen[k].append(await read(k * 100 + n))
+
+            await asyncio.gather(*(sign_one(n) for n in range(60)), *map(reader, range(8)))
+            final = await read(999)
+    assert all(counts == sorted(counts) for counts in seen)
+    assert sum(map(len, seen)) == 8 * 15
+    assert final == 60
