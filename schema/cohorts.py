@@ -33,7 +33,7 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from itertools import islice
@@ -159,6 +159,7 @@ class Cohort:
         self.capacity = capacity
         self.end: _End | None = None
         self._log: deque[bytes] = deque()  # encoded payloads some member has not been sent
+        self._latest: dict[bytes, bytes] = {}  # counts: the latest frame, by member prefix
         self._head = 0  # the sequence number of the next result; the log ends just before it
         self._interval = LATEST_WAVE_INTERVAL if latest_only else QUEUE_WAVE_INTERVAL
         self._last_wave = 0.0
@@ -200,10 +201,12 @@ class Cohort:
         start, member.cursor = member.cursor, self._head
         if start >= self._head:
             return []
-        if self.latest_only:
-            payloads: Iterable[bytes] = (self._log[-1],)
-        else:
-            payloads = islice(self._log, start - (self._head - len(self._log)), None)
+        if self.latest_only:  # one frame for every member under the same operation id
+            frame = self._latest.get(member.prefix)
+            if frame is None:
+                frame = self._latest[member.prefix] = member.prefix + self._log[-1] + b"}"
+            return [frame]
+        payloads = islice(self._log, start - (self._head - len(self._log)), None)
         prefix = member.prefix
         return [prefix + payload + b"}" for payload in payloads]
 
@@ -242,6 +245,7 @@ class Cohort:
             if self._log and self._log[-1] == payload:
                 return  # nothing new to tell (a resync that found the same count)
             self._log.clear()
+            self._latest.clear()
         self._log.append(payload)
         self._head += 1
         self._schedule_wave()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
+from functools import lru_cache
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.protocol import State
 
 from schema.cohorts import SEND_TEXTS
 
@@ -36,12 +39,20 @@ class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
             or self.transport.is_closing()
         ):
             return False
+        conn = self.conn
+        if not conn.extensions and not conn.expect_continuation_frame:
+            # Nothing to compress, nothing in progress: a server's text frame is its header
+            # and the text, unmasked, the same bytes for every socket the text goes to.
+            if conn.state is not State.OPEN:  # the peer's close arrived: closing
+                return False
+            self.transport.write(b"".join(map(_text_frame, frames)))
+            return True
         try:
             for frame in frames:
-                self.conn.send_text(frame)
+                conn.send_text(frame)
         except InvalidState:  # the peer's close arrived: the connection is closing
             return False
-        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.write(b"".join(conn.data_to_send()))
         return True
 
     def shutdown(self) -> None:
@@ -53,3 +64,16 @@ class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.close()
             return
         super().shutdown()
+
+
+@lru_cache(maxsize=256)
+def _text_frame(text: bytes) -> bytes:
+    """An unmasked, final text frame of `text` (RFC 6455 5.2), as websockets writes it: a wave
+    sends one count to thousands of sockets, most under the same operation id, so the frame
+    is made once."""
+    length = len(text)
+    if length < 126:
+        return struct.pack("!BB", 0x81, length) + text
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length) + text
+    return struct.pack("!BBQ", 0x81, 127, length) + text
