@@ -1,6 +1,7 @@
 """The `/graphql` endpoint: Strawberry's ASGI app, with hot public reads answered from the
 result cache, hot documents run by compiled plans, refused documents answered from their
-verdict, hot subscriptions served in cohorts, and the websocket limits Strawberry lacks."""
+verdict, reads that give way to signing, hot subscriptions served in cohorts, the websocket
+limits Strawberry lacks, and each request's time and path recorded for `/metrics`."""
 
 from __future__ import annotations
 
