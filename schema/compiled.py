@@ -5,11 +5,13 @@ then does the same generic work for each: extension hooks, converting arguments,
 every resolver, completing every field through graphql-core's executor. Most of a signature's
 cost was there, not in signing. So the first time a document is seen, it is parsed and
 validated once, and if its operation is one root field we know (`ROOTS`) with a selection of
-plain fields only, it becomes a `Plan`: graphql-core's own coercion of variables and arguments
-(so refusals read the same), the very function Strawberry's resolver calls, and a tree of
+plain fields (and, on the root's object, fields whose resolver needs only that object: the
+pages of `signatures` and `comments`, run as `Fetch`es), it becomes a `Plan`: the variables
+coerced as graphql-core coerces them (by graphql-core itself beyond the common case, so
+refusals read the same), the very functions Strawberry's resolvers call, and a tree of
 writers that turns the result into JSON as graphql-core would (each leaf through its GraphQL
 type's `serialize`). Anything else (other fields, directives, abstract types, a variable that
-does not coerce) goes through Strawberry as before, having run nothing: the endpoint stays
+does not coerce, a resolver that fails) goes through Strawberry as before: the endpoint stays
 GraphQL for every client, and a test holds the two paths to the same answers. Documents come
 judged (`Documents`): one the limits or the rules refuse is never compiled, and Strawberry
 answers it from the same verdict.
