@@ -40,6 +40,7 @@ from serving import (  # re-exported: `petitions serve --workers` runs uvicorn w
 )
 from serving.confirm import confirm_page
 from serving.exports import signatures_export
+from serving.lane import Service
 from serving.mailer import Mailer, parse_smtp_url
 from serving.metrics import metrics_endpoint, watch_broadcast
 from subscriptions import Hub
@@ -405,7 +406,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     operator = []  # 404 when unset: nobody learns there is anything to guess
     if settings.metrics_token is not None:
         operator.append(Route("/metrics", metrics_endpoint(settings.metrics_token)))
-    return Starlette(
+    return Service(  # Starlette, with plain /graphql requests in a lane of their own
+        graphql=graphql,
+        max_body_bytes=settings.max_body_bytes,
+        lane=not settings.trusted_proxies,  # their X-Forwarded-For takes the full stack
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
