@@ -42,7 +42,14 @@ from .petitions import (
     visible_signatures,
     with_status,
 )
-from .signing import Confirmation, Intake, SignatureFields, Signed, signatures_after
+from .signing import (
+    Confirmation,
+    Intake,
+    NewSignature,
+    SignatureFields,
+    Signed,
+    signatures_after,
+)
 from .statuses import (
     Source,
     SourceKind,
@@ -74,6 +81,7 @@ from .tokens import Roles
 from .writer import SignatureWriter, Stopped
 
 __all__ = [
+    "NewSignature",
     "PUBLISHED_COMMENTS",
     "VALID_SIGNATURES",
     "CommentRow",

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.functions import Count
@@ -62,6 +62,16 @@ def next_bucket(moment: datetime, interval: Interval) -> datetime:
 # Counting -------------------------------------------------------------------------------------
 
 
+class Dated(Protocol):
+    """A signature as a tally sees it: a Tortoise row or the writer's `NewSignature`."""
+
+    @property
+    def country(self) -> str | None: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
 @dataclass
 class Tally:
     """A change of one petition's figures: signatures by country and by bucket."""
@@ -82,10 +92,12 @@ class Tally:
         return sum(n for (interval, _), n in self.buckets.items() if interval is Interval.DAY)
 
     @classmethod
-    def of(cls, signatures: Iterable[Signature], sign: int = 1) -> Tally:
+    def of(cls, signatures: Iterable[Dated], sign: int = 1) -> Tally:
+        """The tally of `signatures` (a batch's share one moment: each bucket is found once)."""
         tally = cls()
-        for row in signatures:
-            tally.add(row.country, row.created_at, sign)
+        alike = Counter((row.country, row.created_at) for row in signatures)
+        for (country, signed_at), count in alike.items():
+            tally.add(country, signed_at, sign * count)
         return tally
 
 

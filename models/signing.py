@@ -19,9 +19,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
 
 from subscriptions import SignatureAdded
 
@@ -33,12 +32,35 @@ from .text import Cleaner, canonical_email, email_domain, public_name
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@dataclass(slots=True)
+class NewSignature:
+    """A signature the writer stores: its columns, and its id once inserted. Plain data, not
+    a Tortoise model: building and filling one of those per signature cost the writer's batch
+    more than anything else it does in Python."""
+
+    petition_id: int
+    number: int | None
+    status: SignatureStatus
+    first_name: str
+    last_name: str
+    email: str
+    email_canonical: str
+    email_domain: str
+    show_name: bool
+    country: str | None
+    comment: str | None
+    address: str | None
+    token_hash: str | None
+    created_at: datetime
+    id: int = 0  # 0 until stored
+
+
 @dataclass(frozen=True)
 class Signed:
     """A signature taken. `status` is what it was stored as; the caller answers every status
     alike (a held one looks counted, a repeated one in confirmation mode looks new)."""
 
-    signature: Signature
+    signature: Signature | NewSignature
     petition: Petition
     needs_confirmation: bool = False
 
@@ -120,20 +142,32 @@ class SignatureFields:
     def email_canonical(self) -> str:
         return canonical_email(self.email)
 
-    def row(self, petition_id: int, number: int | None, **extra: Any) -> Signature:
+    def row(
+        self,
+        petition_id: int,
+        number: int | None,
+        *,
+        status: SignatureStatus,
+        created_at: datetime,
+        address: str | None = None,
+        token_hash: str | None = None,
+    ) -> NewSignature:
         canonical = self.email_canonical
-        return Signature(
-            petition_id=petition_id,
-            number=number,
-            first_name=self.first_name,
-            last_name=self.last_name,
-            email=self.email,
-            email_canonical=canonical,
-            email_domain=email_domain(canonical),
-            show_name=self.show_name,
-            country=self.country,
-            comment=self.comment,
-            **extra,
+        return NewSignature(
+            petition_id,
+            number,
+            status,
+            self.first_name,
+            self.last_name,
+            self.email,
+            canonical,
+            email_domain(canonical),
+            self.show_name,
+            self.country,
+            self.comment,
+            address,
+            token_hash,
+            created_at,
         )
 
 
@@ -152,7 +186,7 @@ def already_signed() -> Refused:
     )
 
 
-def signature_added(signature: Signature, petition: Petition) -> SignatureAdded:
+def signature_added(signature: Signature | NewSignature, petition: Petition) -> SignatureAdded:
     """The event of a signature that became valid, with `petition`'s counts as they were
     after it."""
     assert signature.number is not None, "only a valid signature is announced"

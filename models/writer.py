@@ -44,6 +44,7 @@ from .petitions import MAX_PETITION_ID
 from .signing import (
     Confirmation,
     Intake,
+    NewSignature,
     SignatureFields,
     Signed,
     already_signed,
@@ -86,7 +87,7 @@ def _status_of(outcome: Signed | BaseException) -> str:
         return outcome.problems[0].code.value.lower()
     if isinstance(outcome, BaseException):
         return "failed"
-    if outcome.signature.id is None:  # confirmation mode answers a repeat as a first
+    if not outcome.signature.id:  # confirmation mode answers a repeat as a first
         return "already_signed"
     return str(outcome.signature.status.value).lower()
 
@@ -182,7 +183,7 @@ class SignatureWriter:
             by_petition.setdefault(waiting.petition_id, []).append(waiting)
         now = datetime.now(UTC)
         confirmation = self.intake.confirmation
-        written: list[tuple[_Waiting, Signature, Petition]] = []
+        written: list[tuple[_Waiting, NewSignature, Petition]] = []
         answered: list[tuple[_Waiting, Signed]] = []  # taken, but nothing to publish
         mails: list[Mail] = []
         reached: list[Event] = []  # milestones, told after the signatures that reached them
@@ -207,7 +208,9 @@ class SignatureWriter:
                 else:  # answered as a first signature; the mailbox's owner is told
                     mails += await _remind(connection, petition, signed_before, now, confirmation)
                     for waiting in signed_before:
-                        unsaved = waiting.fields.row(petition_id, None, created_at=now)
+                        unsaved = waiting.fields.row(
+                            petition_id, None, status=waiting.status, created_at=now
+                        )
                         answered.append((waiting, Signed(unsaved, petition, True)))
                 valid = [(w, row) for w, row in rows.items() if row.number is not None]
                 for waiting, row in rows.items():
@@ -274,7 +277,7 @@ async def _store(
     now: datetime,
     *,
     tokens: bool,
-) -> tuple[dict[_Waiting, Signature], list[_Waiting]]:
+) -> tuple[dict[_Waiting, NewSignature], list[_Waiting]]:
     """Insert one locked petition's signatures, the valid ones numbered after its last number:
     the rows stored, by whom, and who had signed already (before, or earlier in line)."""
     firsts: dict[str, _Waiting] = {}  # one signature per email, the first in line
@@ -360,7 +363,7 @@ async def _insert(
     waitings: list[_Waiting],
     now: datetime,
     tokens: bool,
-) -> dict[_Waiting, Signature]:
+) -> dict[_Waiting, NewSignature]:
     """Insert the signatures, the valid ones numbered from `start`, in one statement, skipping
     any whose email already signed (the unique constraint decides, not an earlier read); the
     rows inserted, with their ids, by whom they are."""
@@ -400,7 +403,7 @@ async def _insert(
         values,
     )
     ids = {str(found["email_canonical"]): int(found["id"]) for found in inserted}
-    stored: dict[_Waiting, Signature] = {}
+    stored: dict[_Waiting, NewSignature] = {}
     for waiting, row in zip(waitings, rows, strict=True):
         if (pk := ids.get(row.email_canonical)) is not None:
             row.id = pk

@@ -106,7 +106,10 @@ class Signature(Node):
 
     @classmethod
     def from_row(
-        cls, row: models.Signature | models.SignatureRow, *, as_valid: bool = False
+        cls,
+        row: models.Signature | models.SignatureRow | models.NewSignature,
+        *,
+        as_valid: bool = False,
     ) -> Signature:
         """`as_valid`: answer a held signature as a counted one (its signer learns nothing)."""
         return cls(
