@@ -385,3 +385,15 @@ def test_only_single_field_subscriptions_to_a_hot_field_are_hot():
     aliases = " ".join(f"a{n}: signatureCount" for n in range(31))
     over_the_limits = f"subscription {{ signatureCount(petitionId: 1) {{ {aliases} }} }}"
     assert hot(over_the_limits, None) is None  # Strawberry refuses it, from the same verdict
+
+
+def test_a_count_frame_is_the_bytes_websockets_would_write():
+    """The waves write text frames themselves (serving/protocol.py): the same bytes as
+    websockets' own serialisation, for every length form of RFC 6455."""
+    from websockets.frames import Frame, Opcode
+
+    from serving.protocol import _text_frame
+
+    for length in (0, 1, 125, 126, 65_535, 65_536, 70_000):
+        text = b"x" * length
+        assert _text_frame(text) == Frame(Opcode.TEXT, text).serialize(mask=False), length
