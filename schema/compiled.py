@@ -299,14 +299,8 @@ def _variables_coercer(
                     return None
                 sources[name] = VariableValueSource(signature)
                 continue
-            value = given[name]
-            sources[name] = VariableValueSource(signature, value)
-            if value is None:
-                if required:
-                    return None
-                values[name] = None
-                continue
-            value = coerce(value)
+            sources[name] = VariableValueSource(signature, given[name])
+            value = _given(given[name], required, coerce)
             if value is _NO:
                 return None
             values[name] = value
@@ -345,19 +339,21 @@ def _coercer(type_: Any) -> Callable[[Any], Any] | None:
                 elif required:
                     return _NO
                 continue
-            item = value[name]
-            if item is None:
-                if required:
-                    return _NO
-                coerced[name] = None
-                continue
-            item = coerce(item)
+            item = _given(value[name], required, coerce)
             if item is _NO:
                 return _NO
             coerced[name] = item
         return coerced
 
     return coerce_object
+
+
+def _given(value: Any, required: bool, coerce: Callable[[Any], Any]) -> Any:
+    """A value given for a variable or an input field, coerced (null where null may be), or
+    _NO for graphql-core to look at."""
+    if value is None:
+        return _NO if required else None
+    return coerce(value)
 
 
 def _arguments(field: GraphQLField) -> Arguments:
