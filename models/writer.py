@@ -73,7 +73,8 @@ class _Waiting:
     def settle(self, outcome: Signed | BaseException) -> None:
         if self.answer.done():
             return
-        metrics.signature(_status_of(outcome))
+        if metrics.enabled():  # naming the outcome is work too: only when someone looks
+            metrics.signature(_status_of(outcome))
         if isinstance(outcome, BaseException):
             self.answer.set_exception(outcome)
         else:
